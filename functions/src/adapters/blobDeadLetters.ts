@@ -1,0 +1,99 @@
+import { createHash, createHmac } from 'node:crypto';
+import type { DeadLetter, DeadLetterSink } from '../sync/ports';
+
+/**
+ * Dead letters as JSON blobs. Blob Storage, not a Cosmos container, because a dead letter must survive
+ * Cosmos DB being the failing part. One blob per event, named from its enqueued hour, partition and
+ * sequence number: a replayed or retried batch overwrites the same blob instead of duplicating it, and
+ * redrive can list by time prefix. A few lines of Blob REST (Put Blob) instead of @azure/storage-blob
+ * keep the function bundle under 1 MB; the tools use the SDK.
+ */
+export type BlobAuth =
+  /** Entra ID (managed identity): the Azure path. */
+  | { kind: 'token'; getToken: () => Promise<string> }
+  /** Shared Key: Azurite only (loopback), since the Azure accounts have shared keys disabled. */
+  | { kind: 'sharedKey'; accountName: string; accountKey: string };
+
+export const BLOB_API_VERSION = '2021-12-02';
+
+export function deadLetterBlobName(record: DeadLetter): string {
+  const when = record.enqueuedTimeUtc ?? record.deadLetteredAt;
+  const hour = `${when.slice(0, 4)}/${when.slice(5, 7)}/${when.slice(8, 10)}/${when.slice(11, 13)}`;
+  const partition = safe(record.partitionId ?? 'unknown');
+  const seq = record.sequenceNumber !== undefined ? safe(String(record.sequenceNumber)) : 'h' + createHash('sha256').update(JSON.stringify(record.event)).digest('hex').slice(0, 24);
+  return `${hour}/p${partition}/${seq}-${record.reason}.json`;
+}
+
+function safe(value: string): string {
+  return value.replace(/[^A-Za-z0-9._-]/g, '_');
+}
+
+export class BlobDeadLetterSink implements DeadLetterSink {
+  readonly puts = { count: 0 };
+
+  constructor(private readonly containerUrl: string, private readonly auth: BlobAuth, private readonly concurrency = 8) {}
+
+  async write(records: readonly DeadLetter[]): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < records.length) {
+        const record = records[next++];
+        await this.put(deadLetterBlobName(record), JSON.stringify(record), { reason: record.reason });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, records.length) }, worker));
+  }
+
+  async put(name: string, content: string, metadata: Record<string, string> = {}): Promise<void> {
+    const url = new URL(`${this.containerUrl.replace(/\/$/, '')}/${name}`);
+    const body = Buffer.from(content, 'utf8');
+    const headers: Record<string, string> = {
+      'x-ms-date': new Date().toUTCString(),
+      'x-ms-version': BLOB_API_VERSION,
+      'x-ms-blob-type': 'BlockBlob',
+      'content-type': 'application/json',
+    };
+    for (const [k, v] of Object.entries(metadata)) headers[`x-ms-meta-${k}`] = v;
+    headers.authorization = this.auth.kind === 'token'
+      ? `Bearer ${await this.auth.getToken()}`
+      : sharedKeyAuthorization('PUT', url, headers, body.length, this.auth.accountName, this.auth.accountKey);
+    this.puts.count++;
+    const res = await fetch(url, { method: 'PUT', headers, body, signal: AbortSignal.timeout(30_000) });
+    if (res.status !== 201) {
+      const text = await res.text().catch(() => '');
+      throw new Error(`Put Blob ${name} answered ${res.status}: ${text.slice(0, 300)}`);
+    }
+  }
+}
+
+/** Shared Key authorization for the Blob service (learn.microsoft.com: "Authorize with Shared Key"). */
+export function sharedKeyAuthorization(method: string, url: URL, headers: Record<string, string>, contentLength: number, account: string, key: string): string {
+  const h = (name: string) => headers[name] ?? '';
+  const canonicalHeaders = Object.keys(headers)
+    .filter((k) => k.startsWith('x-ms-'))
+    .sort()
+    .map((k) => `${k}:${headers[k].trim()}\n`)
+    .join('');
+  let canonicalResource = `/${account}${url.pathname}`;
+  const params = [...url.searchParams.keys()].sort();
+  for (const p of params) canonicalResource += `\n${p.toLowerCase()}:${url.searchParams.getAll(p).sort().join(',')}`;
+  const stringToSign = [
+    method, h('content-encoding'), h('content-language'), contentLength === 0 ? '' : String(contentLength), h('content-md5'),
+    h('content-type'), '', h('if-modified-since'), h('if-match'), h('if-none-match'), h('if-unmodified-since'), h('range'),
+  ].join('\n') + '\n' + canonicalHeaders + canonicalResource;
+  const signature = createHmac('sha256', Buffer.from(key, 'base64')).update(stringToSign, 'utf8').digest('base64');
+  return `SharedKey ${account}:${signature}`;
+}
+
+/** Parses a storage connection string (Azurite's form) into the container URL and Shared Key auth. */
+export function fromConnectionString(connectionString: string, container: string): { containerUrl: string; auth: BlobAuth } {
+  const parts = Object.fromEntries(connectionString.split(';').filter(Boolean).map((p) => {
+    const i = p.indexOf('=');
+    return [p.slice(0, i), p.slice(i + 1)];
+  }));
+  const accountName = parts.AccountName;
+  const accountKey = parts.AccountKey;
+  const endpoint = parts.BlobEndpoint ?? `${parts.DefaultEndpointsProtocol ?? 'https'}://${accountName}.blob.${parts.EndpointSuffix ?? 'core.windows.net'}`;
+  if (!accountName || !accountKey) throw new Error('the storage connection string needs AccountName and AccountKey');
+  return { containerUrl: `${endpoint.replace(/\/$/, '')}/${container}`, auth: { kind: 'sharedKey', accountName, accountKey } };
+}

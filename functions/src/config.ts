@@ -1,0 +1,122 @@
+import https from 'node:https';
+import { CosmosClient } from '@azure/cosmos';
+import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
+import { BlobDeadLetterSink, fromConnectionString } from './adapters/blobDeadLetters';
+import { CosmosTwinStore } from './adapters/cosmosStore';
+import { SyncEngine } from './sync/engine';
+
+/**
+ * App settings (all read here, nowhere else):
+ * - COSMOS_ENDPOINT, COSMOS_DATABASE, COSMOS_CONTAINER: the replica container (created by the infra, never here).
+ * - AZURE_CLIENT_ID: client id of the user-assigned managed identity (managed identity is the default auth).
+ * - COSMOS_KEY: only for a local Cosmos-compatible server on a loopback address; refused for any other endpoint.
+ * - DEADLETTER_BLOB_ENDPOINT + DEADLETTER_CONTAINER: dead letters in Blob Storage, with the managed identity.
+ * - DEADLETTER_CONNECTION_STRING: instead of the endpoint, for Azurite on loopback only.
+ * - TOMBSTONE_TTL_SECONDS: per-item TTL of tombstones (Event Hub retention + 1 day); unset keeps them.
+ * - SYNC_CONCURRENCY: documents written at once per invocation (default 16).
+ */
+export interface SyncSettings {
+  cosmosEndpoint: string;
+  cosmosDatabase: string;
+  cosmosContainer: string;
+  cosmosKey?: string;
+  clientId?: string;
+  deadLetterEndpoint?: string;
+  deadLetterConnectionString?: string;
+  deadLetterContainer: string;
+  tombstoneTtlSeconds?: number;
+  concurrency?: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function isLoopback(url: string): boolean {
+  let host: string;
+  try {
+    host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return false;
+  }
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+function positiveInt(env: Record<string, string | undefined>, name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new ConfigError(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+export function readSettings(env: Record<string, string | undefined> = process.env): SyncSettings {
+  const missing = ['COSMOS_ENDPOINT', 'COSMOS_DATABASE', 'COSMOS_CONTAINER'].filter((n) => !env[n]);
+  if (!env.DEADLETTER_BLOB_ENDPOINT && !env.DEADLETTER_CONNECTION_STRING) missing.push('DEADLETTER_BLOB_ENDPOINT');
+  if (missing.length) throw new ConfigError(`missing app settings: ${missing.join(', ')}`);
+  const settings: SyncSettings = {
+    cosmosEndpoint: env.COSMOS_ENDPOINT!,
+    cosmosDatabase: env.COSMOS_DATABASE!,
+    cosmosContainer: env.COSMOS_CONTAINER!,
+    cosmosKey: env.COSMOS_KEY || undefined,
+    clientId: env.AZURE_CLIENT_ID || undefined,
+    deadLetterEndpoint: env.DEADLETTER_BLOB_ENDPOINT || undefined,
+    deadLetterConnectionString: env.DEADLETTER_CONNECTION_STRING || undefined,
+    deadLetterContainer: env.DEADLETTER_CONTAINER || 'deadletters',
+    tombstoneTtlSeconds: positiveInt(env, 'TOMBSTONE_TTL_SECONDS'),
+    concurrency: positiveInt(env, 'SYNC_CONCURRENCY'),
+  };
+  if (settings.cosmosKey && !isLoopback(settings.cosmosEndpoint)) {
+    throw new ConfigError('COSMOS_KEY is accepted only for a local server on a loopback endpoint; use the managed identity for Azure');
+  }
+  if (!settings.deadLetterEndpoint && settings.deadLetterConnectionString) {
+    const { containerUrl } = fromConnectionString(settings.deadLetterConnectionString, settings.deadLetterContainer);
+    if (!isLoopback(containerUrl)) throw new ConfigError('DEADLETTER_CONNECTION_STRING is accepted only for Azurite on loopback; use DEADLETTER_BLOB_ENDPOINT');
+  }
+  return settings;
+}
+
+let credential: TokenCredential | undefined;
+function azureCredential(clientId: string | undefined): TokenCredential {
+  return (credential ??= new DefaultAzureCredential(clientId ? { managedIdentityClientId: clientId } : {}));
+}
+
+export function createCosmosClient(settings: Pick<SyncSettings, 'cosmosEndpoint' | 'cosmosKey' | 'clientId'>): CosmosClient {
+  if (settings.cosmosKey) {
+    if (!isLoopback(settings.cosmosEndpoint)) throw new ConfigError('a Cosmos key is accepted only for a loopback endpoint');
+    return new CosmosClient({
+      endpoint: settings.cosmosEndpoint,
+      key: settings.cosmosKey,
+      // The local server's certificate is self-signed: accepted for a loopback endpoint with a key, never otherwise.
+      agent: new https.Agent({ rejectUnauthorized: false, keepAlive: true }),
+      connectionPolicy: { enableEndpointDiscovery: false },
+    });
+  }
+  return new CosmosClient({ endpoint: settings.cosmosEndpoint, aadCredentials: azureCredential(settings.clientId) });
+}
+
+export function createEngine(settings: SyncSettings): SyncEngine {
+  const container = createCosmosClient(settings).database(settings.cosmosDatabase).container(settings.cosmosContainer);
+  let sink: BlobDeadLetterSink;
+  if (settings.deadLetterEndpoint) {
+    const cred = azureCredential(settings.clientId);
+    let token: { token: string; expiresOnTimestamp: number } | null = null;
+    sink = new BlobDeadLetterSink(`${settings.deadLetterEndpoint.replace(/\/$/, '')}/${settings.deadLetterContainer}`, {
+      kind: 'token',
+      getToken: async () => {
+        if (!token || token.expiresOnTimestamp - Date.now() < 5 * 60_000) token = await cred.getToken('https://storage.azure.com/.default');
+        if (!token) throw new Error('no token for Azure Storage');
+        return token.token;
+      },
+    });
+  } else {
+    const { containerUrl, auth } = fromConnectionString(settings.deadLetterConnectionString!, settings.deadLetterContainer);
+    sink = new BlobDeadLetterSink(containerUrl, auth);
+  }
+  return new SyncEngine({
+    store: new CosmosTwinStore(container),
+    deadLetters: sink,
+    tombstoneTtlSeconds: settings.tombstoneTtlSeconds,
+    concurrency: settings.concurrency,
+  });
+}

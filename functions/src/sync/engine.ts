@@ -1,0 +1,322 @@
+import { DocCache } from './cache';
+import { classify, type Classified } from './events';
+import { decodeDocId, encodeDocId } from './ids';
+import { StoreError, type DeadLetter, type DeadLetterSink, type StoredDoc, type TwinStore } from './ports';
+import { applyEvent, type Outcome } from './rules';
+import { normalizeTimestamp } from './timestamps';
+import type { DeadLetterReason, DocKey, RawEvent, TwinDoc, TwinEvent } from './types';
+
+/** Cosmos DB's item limit is 2 MB including system properties; keep a margin for them. */
+export const MAX_DOCUMENT_BYTES = 2 * 1024 * 1024 - 4 * 1024;
+
+export interface EngineOptions {
+  store: TwinStore;
+  deadLetters: DeadLetterSink;
+  /** @default a DocCache of 20,000 documents / 64 MB */
+  cache?: DocCache;
+  /** Documents written at once. @default 16 */
+  concurrency?: number;
+  /** Per-item TTL on tombstones. @default undefined (kept forever) */
+  tombstoneTtlSeconds?: number;
+  /** @default MAX_DOCUMENT_BYTES */
+  maxDocumentBytes?: number;
+  /** Guarded-write conflicts tolerated per document per batch before the batch is retried. @default 5 */
+  maxConflicts?: number;
+  now?: () => Date;
+}
+
+export interface BatchContext {
+  partitionId?: string;
+  invocationId?: string;
+  /** 0 on the first try. */
+  attempt?: number;
+  /** On the last try, what still fails transiently is dead-lettered instead of retried. */
+  isLastAttempt: boolean;
+}
+
+/** One invocation's accounting: received = applied + stale + skipped + deadLettered + retrying. */
+export interface SyncSummary {
+  received: number;
+  applied: number;
+  stale: number;
+  skipped: number;
+  deadLettered: number;
+  /** Events whose document failed transiently: the invocation throws and the retry policy runs it again. */
+  retrying: number;
+  documents: number;
+  writes: number;
+  reads: number;
+  conflicts: number;
+  queries: number;
+  skippedBySource: Record<string, number>;
+  deadLetterReasons: Partial<Record<DeadLetterReason, number>>;
+  partitionId?: string;
+  attempt?: number;
+  durationMs: number;
+}
+
+export interface BatchResult {
+  summary: SyncSummary;
+  /** Set when the batch must be retried (transient failure before the last try, or the dead-letter store failing). */
+  failure?: Error;
+  /** Dead letters written (or, when `failure` is set, those that could not be). */
+  deadLetters: DeadLetter[];
+}
+
+interface Item {
+  index: number;
+  event: TwinEvent;
+  /** Module tombstones derived from a device deletion: not received events, so not counted. */
+  synthetic?: boolean;
+}
+
+interface Group {
+  id: string;
+  key: DocKey;
+  items: Item[];
+}
+
+type ItemResult = Outcome | { deadLetter: DeadLetterReason; detail: string };
+
+class TransientFailure extends Error {}
+
+export class SyncEngine {
+  readonly store: TwinStore;
+  readonly deadLetterSink: DeadLetterSink;
+  readonly cache: DocCache;
+  private readonly concurrency: number;
+  private readonly ruleOptions: { tombstoneTtlSeconds?: number };
+  private readonly maxBytes: number;
+  private readonly maxConflicts: number;
+  private readonly now: () => Date;
+
+  constructor(options: EngineOptions) {
+    this.store = options.store;
+    this.deadLetterSink = options.deadLetters;
+    this.cache = options.cache ?? new DocCache();
+    this.concurrency = Math.max(1, options.concurrency ?? 16);
+    this.ruleOptions = { tombstoneTtlSeconds: options.tombstoneTtlSeconds };
+    this.maxBytes = options.maxDocumentBytes ?? MAX_DOCUMENT_BYTES;
+    this.maxConflicts = options.maxConflicts ?? 5;
+    this.now = options.now ?? (() => new Date());
+  }
+
+  async processBatch(batch: readonly RawEvent[], ctx: BatchContext): Promise<BatchResult> {
+    const started = performance.now();
+    const summary: SyncSummary = {
+      received: batch.length, applied: 0, stale: 0, skipped: 0, deadLettered: 0, retrying: 0,
+      documents: 0, writes: 0, reads: 0, conflicts: 0, queries: 0, skippedBySource: {}, deadLetterReasons: {},
+      partitionId: ctx.partitionId, attempt: ctx.attempt, durationMs: 0,
+    };
+    const deadLetters: DeadLetter[] = [];
+    const transientErrors: Error[] = [];
+    const deadLetter = (index: number, reason: DeadLetterReason, detail: string, c?: Classified, key?: Partial<DocKey>) => {
+      deadLetters.push(this.deadLetterRecord(batch[index], reason, detail, ctx, c, key));
+    };
+
+    // 1. Classify; group the changes by document, keeping batch order within each document.
+    const groups = new Map<string, Group>();
+    const classified: Classified[] = batch.map((raw) => classify(raw));
+    classified.forEach((c, index) => {
+      if (c.type === 'skip') {
+        summary.skipped++;
+        summary.skippedBySource[c.reason] = (summary.skippedBySource[c.reason] ?? 0) + 1;
+      } else if (c.type === 'poison') {
+        deadLetter(index, c.reason, c.detail, c, c.key);
+      } else {
+        const id = encodeDocId(c.event.key);
+        let group = groups.get(id);
+        if (!group) groups.set(id, (group = { id, key: c.event.key, items: [] }));
+        group.items.push({ index, event: c.event });
+      }
+    });
+
+    // 2. A device's deletion removes its modules too (IoT Hub deletes them with it): tombstone the module
+    //    documents at the device's deletion time. This is the only query, and only for device deletions.
+    const failedGroups = new Set<string>();
+    for (const group of [...groups.values()]) {
+      if (group.key.moduleId !== undefined) continue;
+      for (const item of group.items) {
+        if (item.event.kind !== 'delete') continue;
+        let moduleIds: string[];
+        try {
+          summary.queries++;
+          moduleIds = await this.store.listModuleIds(group.key.deviceId);
+        } catch (err) {
+          transientErrors.push(asError(err));
+          failedGroups.add(group.id);
+          break;
+        }
+        for (const other of groups.values()) {
+          if (other.key.deviceId === group.key.deviceId && other.key.moduleId !== undefined && !moduleIds.includes(other.id)) moduleIds.push(other.id);
+        }
+        for (const moduleDocId of moduleIds) {
+          const key = decodeDocId(moduleDocId);
+          let moduleGroup = groups.get(moduleDocId);
+          if (!moduleGroup) groups.set(moduleDocId, (moduleGroup = { id: moduleDocId, key, items: [] }));
+          moduleGroup.items.push({ index: item.index, event: { kind: 'delete', key, ts: item.event.ts }, synthetic: true });
+          moduleGroup.items.sort((a, b) => a.index - b.index);
+        }
+      }
+    }
+
+    // 3. Fold and write each document once; different documents concurrently, one document never twice at once.
+    const work = [...groups.values()];
+    summary.documents = work.length;
+    const failedDocs: Group[] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < work.length) {
+        const group = work[next++];
+        if (failedGroups.has(group.id)) {
+          failedDocs.push(group);
+          continue;
+        }
+        try {
+          const results = await this.syncDocument(group, summary);
+          group.items.forEach((item, i) => {
+            if (item.synthetic) return;
+            const r = results[i];
+            if (r === 'applied') summary.applied++;
+            else if (r === 'stale') summary.stale++;
+            else deadLetter(item.index, r.deadLetter, r.detail, classified[item.index]);
+          });
+        } catch (err) {
+          transientErrors.push(asError(err));
+          failedDocs.push(group);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, work.length) }, worker));
+
+    // 4. What failed transiently is retried by the trigger's retry policy; on the last try it is dead-lettered.
+    for (const group of failedDocs) {
+      this.cache.delete(group.id);
+      for (const item of group.items) {
+        if (item.synthetic) continue;
+        if (ctx.isLastAttempt) {
+          const cause = transientErrors[0]?.message ?? 'transient failure';
+          deadLetter(item.index, 'transient-exhausted', `last retry failed: ${cause}`, classified[item.index]);
+        } else {
+          summary.retrying++;
+        }
+      }
+    }
+
+    // 5. Dead letters are written durably before the invocation returns.
+    let failure: Error | undefined;
+    if (deadLetters.length > 0) {
+      try {
+        await this.deadLetterSink.write(deadLetters);
+        summary.deadLettered = deadLetters.length;
+        for (const d of deadLetters) summary.deadLetterReasons[d.reason] = (summary.deadLetterReasons[d.reason] ?? 0) + 1;
+      } catch (err) {
+        summary.retrying += deadLetters.length;
+        failure = new Error(`dead-letter store failed: ${asError(err).message}`, { cause: err });
+      }
+    }
+    if (!failure && summary.retrying > 0) {
+      failure = new Error(`${summary.retrying} event(s) failed transiently and will be retried: ${transientErrors[0]?.message ?? ''}`, { cause: transientErrors[0] });
+    }
+    summary.durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+    return { summary, failure, deadLetters };
+  }
+
+  /** Applies one document's events and writes the result once, guarded by its ETag. */
+  private async syncDocument(group: Group, summary: SyncSummary): Promise<ItemResult[]> {
+    for (let conflicts = 0; ; conflicts++) {
+      let current: StoredDoc | undefined = this.cache.get(group.id);
+      const cached = current !== undefined;
+      if (!cached) {
+        summary.reads++;
+        current = await this.store.read(group.id, group.key.deviceId);
+      }
+      const folded = this.fold(current?.doc, group.items);
+      if (folded.doc === current?.doc || folded.doc === undefined) {
+        if (!cached && current) this.cache.set(group.id, current, folded.bytes ?? estimateBytes(current.doc));
+        return folded.results;
+      }
+      const doc: TwinDoc = { ...folded.doc, replica: { ...folded.doc.replica, syncedAt: this.now().toISOString() } };
+      try {
+        const stored = current ? await this.store.replace(doc, current.etag) : await this.store.create(doc);
+        summary.writes++;
+        this.cache.set(group.id, { doc, etag: stored.etag }, folded.bytes ?? estimateBytes(doc));
+        return folded.results;
+      } catch (err) {
+        if (err instanceof StoreError && err.kind === 'conflict') {
+          summary.conflicts++;
+          this.cache.delete(group.id);
+          if (conflicts + 1 >= this.maxConflicts) throw new TransientFailure(`${conflicts + 1} write conflicts on ${group.id}`);
+          continue;
+        }
+        if (err instanceof StoreError && err.kind === 'rejected') {
+          this.cache.delete(group.id);
+          return folded.results.map((r) => (r === 'applied' ? { deadLetter: 'rejected-by-store' as const, detail: err.message } : r));
+        }
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * Folds the events onto the stored document. The size guard serialises only the final document; when
+   * it is over the limit the fold is replayed event by event so that only the events that push the twin
+   * over Cosmos DB's item limit are dead-lettered.
+   */
+  private fold(start: TwinDoc | undefined, items: readonly Item[]): { doc: TwinDoc | undefined; results: ItemResult[]; bytes?: number } {
+    const results: ItemResult[] = [];
+    let doc = start;
+    for (const item of items) {
+      const r = applyEvent(doc, item.event, this.ruleOptions);
+      doc = r.doc;
+      results.push(r.outcome);
+    }
+    if (doc === start || doc === undefined) return { doc, results };
+    const bytes = estimateBytes(doc);
+    if (bytes <= this.maxBytes) return { doc, results, bytes };
+    results.length = 0;
+    doc = start;
+    for (const item of items) {
+      const r = applyEvent(doc, item.event, this.ruleOptions);
+      if (r.outcome === 'applied' && r.doc && estimateBytes(r.doc) > this.maxBytes) {
+        results.push({ deadLetter: 'twin-too-large', detail: `the twin would be ${estimateBytes(r.doc)} bytes; Cosmos DB stores at most ${this.maxBytes}` });
+        continue;
+      }
+      doc = r.doc;
+      results.push(r.outcome);
+    }
+    return { doc, results };
+  }
+
+  private deadLetterRecord(raw: RawEvent, reason: DeadLetterReason, detail: string, ctx: BatchContext, c?: Classified, key?: Partial<DocKey>): DeadLetter {
+    const sys = raw.systemProperties ?? {};
+    const props = raw.properties ?? {};
+    const k = key ?? (c?.type === 'event' ? c.event.key : undefined);
+    const record: DeadLetter = {
+      reason,
+      detail,
+      deviceId: k?.deviceId ?? (typeof props.deviceId === 'string' ? props.deviceId : undefined),
+      moduleId: k?.moduleId ?? (typeof props.moduleId === 'string' ? props.moduleId : undefined),
+      source: c?.type === 'event' ? c.source : c?.type === 'poison' ? c.source : undefined,
+      opType: c?.type === 'event' ? c.opType : typeof props.opType === 'string' ? props.opType : undefined,
+      partitionId: ctx.partitionId,
+      sequenceNumber: (sys.sequenceNumber ?? sys['x-opt-sequence-number']) as number | string | undefined,
+      offset: (sys.offset ?? sys['x-opt-offset']) as number | string | undefined,
+      enqueuedTimeUtc: normalizeTimestamp(sys.enqueuedTimeUtc ?? sys['x-opt-enqueued-time']),
+      invocationId: ctx.invocationId,
+      attempt: ctx.attempt,
+      deadLetteredAt: this.now().toISOString(),
+      event: { body: raw.body instanceof Uint8Array ? Buffer.from(raw.body).toString('utf8') : raw.body, properties: raw.properties, systemProperties: raw.systemProperties },
+    };
+    for (const f of Object.keys(record) as (keyof DeadLetter)[]) if (record[f] === undefined) delete record[f];
+    return record;
+  }
+}
+
+function estimateBytes(doc: TwinDoc): number {
+  return Buffer.byteLength(JSON.stringify(doc));
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}

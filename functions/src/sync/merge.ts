@@ -1,0 +1,72 @@
+import type { Json, JsonObject } from './types';
+
+export function isObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * JSON merge patch (RFC 7396), as IoT Hub applies twin patches: objects merge recursively, `null`
+ * deletes a key, anything else replaces. Never mutates its inputs; unchanged subtrees are shared.
+ * `deleted` collects the paths that a `null` removed (used to prune `$metadata`).
+ */
+export function mergePatch(target: JsonObject | undefined, patch: JsonObject, deleted?: string[][], path: string[] = []): JsonObject {
+  const out: JsonObject = target ? { ...target } : {};
+  for (const key of Object.keys(patch)) {
+    const value = patch[key];
+    if (value === null) {
+      if (key in out) {
+        delete out[key];
+        deleted?.push([...path, key]);
+      }
+    } else if (isObject(value)) {
+      const current = out[key];
+      out[key] = mergePatch(isObject(current) ? current : undefined, value, deleted, [...path, key]);
+    } else {
+      out[key] = value;
+    }
+  }
+  return out;
+}
+
+/**
+ * Merges a desired/reported patch: the data keys merge, `$metadata` merges as sent, `$version`
+ * replaces; then the `$metadata` entries of keys the patch deleted are removed too, so the section's
+ * metadata keeps mirroring its data as it does in the hub's twin.
+ */
+export function mergeSection(target: JsonObject | undefined, patch: JsonObject): JsonObject {
+  const deleted: string[][] = [];
+  const merged = mergePatch(target, patch, deleted);
+  if (deleted.length === 0 || !isObject(merged.$metadata)) return merged;
+  let metadata: JsonObject = merged.$metadata;
+  for (const path of deleted) {
+    if (path[0] === '$metadata' || path[0] === '$version') continue;
+    metadata = removePath(metadata, path);
+  }
+  return { ...merged, $metadata: metadata };
+}
+
+function removePath(obj: JsonObject, path: string[]): JsonObject {
+  const [head, ...rest] = path;
+  if (!(head in obj)) return obj;
+  const copy = { ...obj };
+  if (rest.length === 0) {
+    delete copy[head];
+  } else {
+    const child = copy[head];
+    if (!isObject(child)) return obj;
+    copy[head] = removePath(child, rest);
+  }
+  return copy;
+}
+
+/** Deep structural equality for JSON values (key order ignored). */
+export function jsonEqual(a: Json | undefined, b: Json | undefined): boolean {
+  if (a === b) return true;
+  if (typeof a !== typeof b || a === null || b === null || a === undefined || b === undefined) return false;
+  if (Array.isArray(a)) return Array.isArray(b) && a.length === b.length && a.every((v, i) => jsonEqual(v, b[i]));
+  if (typeof a !== 'object' || Array.isArray(b)) return false;
+  const ak = Object.keys(a);
+  const bo = b as JsonObject;
+  if (ak.length !== Object.keys(bo).length) return false;
+  return ak.every((k) => k in bo && jsonEqual(a[k], bo[k]));
+}

@@ -1,0 +1,58 @@
+import type { DeadLetterReason, RawEvent, TwinDoc } from './types';
+
+export interface StoredDoc {
+  doc: TwinDoc;
+  etag: string;
+}
+
+/** Why a store call failed: the engine decides retry, re-read or dead-letter from this alone. */
+export type StoreErrorKind =
+  /** 409 / 412 / 404 on a guarded write: what we believed about the document is out of date. */
+  | 'conflict'
+  /** 429 after the SDK's own retries, 408, 5xx, 401/403, network errors and timeouts: try the batch again. */
+  | 'transient'
+  /** 400 / 413: the store refuses this document; retrying cannot help. */
+  | 'rejected';
+
+export class StoreError extends Error {
+  constructor(readonly kind: StoreErrorKind, message: string, readonly status?: number) {
+    super(message);
+    this.name = 'StoreError';
+  }
+}
+
+/** The replica container, reduced to what the engine needs: point reads and guarded writes. */
+export interface TwinStore {
+  /** Point read by id and partition key; undefined when absent. */
+  read(id: string, deviceId: string): Promise<StoredDoc | undefined>;
+  /** Creates; throws StoreError('conflict') when the id exists. */
+  create(doc: TwinDoc): Promise<StoredDoc>;
+  /** Replaces when the stored ETag still equals `etag`; throws StoreError('conflict') otherwise (or when absent). */
+  replace(doc: TwinDoc, etag: string): Promise<StoredDoc>;
+  /** Ids of the module documents under one device (one single-partition query; used only on device deletion). */
+  listModuleIds(deviceId: string): Promise<string[]>;
+}
+
+/** An event that could not be applied, with everything needed to look at it or redrive it. */
+export interface DeadLetter {
+  reason: DeadLetterReason;
+  detail: string;
+  deviceId?: string;
+  moduleId?: string;
+  source?: string;
+  opType?: string;
+  partitionId?: string;
+  sequenceNumber?: number | string;
+  offset?: number | string;
+  enqueuedTimeUtc?: string;
+  invocationId?: string;
+  attempt?: number;
+  deadLetteredAt: string;
+  /** The event as received: body untouched (a string stays a string), both property bags. */
+  event: RawEvent;
+}
+
+/** Durable storage for dead letters; it must not depend on the replica store being healthy. */
+export interface DeadLetterSink {
+  write(records: readonly DeadLetter[]): Promise<void>;
+}

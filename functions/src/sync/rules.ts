@@ -1,0 +1,220 @@
+import { encodeDocId } from './ids';
+import { isObject, mergePatch, mergeSection } from './merge';
+import { maxTimestamp } from './timestamps';
+import type { DocKey, JsonObject, TwinDoc, TwinEvent } from './types';
+
+export type Outcome = 'applied' | 'stale';
+
+export interface RuleOptions {
+  /** Seconds a tombstone lives (Cosmos per-item TTL); undefined leaves tombstones forever. */
+  tombstoneTtlSeconds?: number;
+}
+
+/** Top-level names the replica owns: a full twin's own fields with these names are not copied. */
+const OWN_FIELDS = new Set(['id', 'deviceId', 'moduleId', 'version', 'etag', 'tags', 'properties', 'connectionState',
+  'connectionStateSequenceNumber', 'connectionStateUpdatedTime', 'deleted', 'ttl', 'replica']);
+
+function baseDoc(key: DocKey): TwinDoc {
+  const doc: TwinDoc = { id: encodeDocId(key), deviceId: key.deviceId, replica: {} };
+  if (key.moduleId !== undefined) doc.moduleId = key.moduleId;
+  return doc;
+}
+
+/** Compares two hex sequence numbers numerically (IoT Hub sends 64 digits; larger is newer). */
+export function compareSequence(a: string, b: string): number {
+  const x = a.replace(/^0+/, '');
+  const y = b.replace(/^0+/, '');
+  if (x.length !== y.length) return x.length - y.length;
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/** Builds a live document from a full twin (create, replace, backfill snapshot). */
+function fromFullTwin(key: DocKey, twin: JsonObject, version: number | undefined, previous: TwinDoc | undefined): TwinDoc {
+  const doc = baseDoc(key);
+  for (const field of Object.keys(twin)) {
+    if (!OWN_FIELDS.has(field) && !field.startsWith('_')) doc[field] = twin[field];
+  }
+  const v = version ?? (typeof twin.version === 'number' ? twin.version : undefined);
+  if (v !== undefined) doc.version = v;
+  if (typeof twin.etag === 'string') doc.etag = twin.etag;
+  const properties = isObject(twin.properties) ? twin.properties : {};
+  doc.tags = isObject(twin.tags) ? twin.tags : {};
+  doc.properties = {
+    desired: isObject(properties.desired) ? properties.desired : {},
+    reported: isObject(properties.reported) ? properties.reported : {},
+  };
+  // Connection state ordered by sequence numbers outranks the unordered value inside a full twin.
+  if (previous?.connectionStateSequenceNumber !== undefined) {
+    copyConnection(previous, doc);
+  } else if (typeof twin.connectionState === 'string') {
+    doc.connectionState = twin.connectionState;
+  }
+  return doc;
+}
+
+function copyConnection(from: TwinDoc, to: TwinDoc): void {
+  if (from.connectionState !== undefined) to.connectionState = from.connectionState;
+  if (from.connectionStateSequenceNumber !== undefined) to.connectionStateSequenceNumber = from.connectionStateSequenceNumber;
+  if (from.connectionStateUpdatedTime !== undefined) to.connectionStateUpdatedTime = from.connectionStateUpdatedTime;
+}
+
+function tombstone(key: DocKey, ts: string | undefined, version: number | undefined, options: RuleOptions): TwinDoc {
+  const doc = baseDoc(key);
+  doc.deleted = true;
+  if (version !== undefined) doc.version = version;
+  if (ts !== undefined) doc.replica.deletedAt = ts;
+  if (options.tombstoneTtlSeconds !== undefined) doc.ttl = options.tombstoneTtlSeconds;
+  return doc;
+}
+
+/** The newest operation timestamp this live document reflects. */
+function newestKnown(doc: TwinDoc): string | undefined {
+  return maxTimestamp(maxTimestamp(doc.replica.createdAt, doc.replica.updatedAt), doc.connectionStateUpdatedTime);
+}
+
+/** A live document for an identity whose earlier history is unknown (first seen, or re-created unseen). */
+function startIncarnation(event: TwinEvent, previous: TwinDoc | undefined, options: RuleOptions): TwinDoc {
+  const { key, ts } = event;
+  switch (event.kind) {
+    case 'create': {
+      const carried = previous && !previous.deleted && (previous.connectionStateUpdatedTime ?? '') > (ts ?? '') ? previous : undefined;
+      const doc = fromFullTwin(key, event.twin, event.version, carried);
+      doc.replica = { createdAt: ts, updatedAt: ts };
+      return prune(doc);
+    }
+    case 'replace': {
+      const doc = fromFullTwin(key, event.twin, event.version, undefined);
+      doc.replica = { updatedAt: ts };
+      return prune(doc);
+    }
+    case 'snapshot':
+      // A snapshot's ts is the backfill machine's clock: it may order against a tombstone, but it is not
+      // recorded as a hub operation time, so clock skew cannot make a later hub delete look stale.
+      return fromFullTwin(key, event.twin, event.version, undefined);
+    case 'update': {
+      const doc = baseDoc(key);
+      doc.version = event.version;
+      doc.tags = mergePatch(undefined, event.patch.tags ?? {});
+      doc.properties = { desired: mergeSection(undefined, event.patch.desired ?? {}), reported: mergeSection(undefined, event.patch.reported ?? {}) };
+      doc.replica = { updatedAt: ts, partial: true };
+      return prune(doc);
+    }
+    case 'connection': {
+      const doc = baseDoc(key);
+      doc.connectionState = event.state;
+      doc.connectionStateSequenceNumber = event.sequenceNumber;
+      if (ts !== undefined) doc.connectionStateUpdatedTime = ts;
+      doc.replica = { partial: true };
+      return doc;
+    }
+    case 'delete':
+      return tombstone(key, ts, event.version, options);
+  }
+}
+
+/** Drops undefined bookkeeping fields so documents compare and serialise canonically. */
+function prune(doc: TwinDoc): TwinDoc {
+  const r = doc.replica;
+  for (const k of Object.keys(r) as (keyof typeof r)[]) if (r[k] === undefined) delete r[k];
+  return doc;
+}
+
+/**
+ * Applies one event to the current document (undefined: none stored). Pure: never mutates `doc`.
+ * Returns the new document, or `stale` with the document unchanged. The rules:
+ * - twin versions order changes within one incarnation of an identity: a version not newer than
+ *   the stored one changes nothing (idempotence, monotonicity);
+ * - operation timestamps separate incarnations: an event older than the current incarnation's
+ *   create, or not newer than a tombstone's delete, changes nothing (delete safety); an event newer
+ *   than a tombstone starts a new incarnation (re-created identity, versions start again);
+ * - connection state is ordered by its own sequence numbers.
+ */
+export function applyEvent(doc: TwinDoc | undefined, event: TwinEvent, options: RuleOptions = {}): { doc: TwinDoc | undefined; outcome: Outcome } {
+  const stale = { doc, outcome: 'stale' as const };
+  const applied = (next: TwinDoc) => ({ doc: next, outcome: 'applied' as const });
+  const { ts } = event;
+
+  if (doc === undefined) return applied(startIncarnation(event, undefined, options));
+
+  if (doc.deleted) {
+    const deletedAt = doc.replica.deletedAt;
+    if (ts === undefined || (deletedAt !== undefined && ts <= deletedAt)) return stale;
+    return applied(startIncarnation(event, undefined, options));
+  }
+
+  const createdAt = doc.replica.createdAt;
+  if (ts !== undefined && createdAt !== undefined && ts < createdAt) return stale; // from an earlier incarnation
+
+  switch (event.kind) {
+    case 'connection': {
+      const current = doc.connectionStateSequenceNumber;
+      if (current !== undefined && compareSequence(event.sequenceNumber, current) <= 0) return stale;
+      const next: TwinDoc = { ...doc, connectionState: event.state, connectionStateSequenceNumber: event.sequenceNumber };
+      if (ts !== undefined) next.connectionStateUpdatedTime = ts;
+      return applied(next);
+    }
+    case 'delete': {
+      // A delete older than something this document already reflects belongs to an earlier incarnation.
+      const newest = newestKnown(doc);
+      if (ts !== undefined && newest !== undefined && ts < newest) return stale;
+      return applied(tombstone(event.key, ts, event.version, options));
+    }
+    case 'create': {
+      if (ts !== undefined && createdAt !== undefined && ts <= createdAt) return stale; // the same create, replayed
+      const newest = newestKnown(doc);
+      // Every change of an incarnation comes after its create: a create newer than all we hold means
+      // the identity was deleted and re-created (its delete not seen here).
+      if (ts !== undefined && (newest === undefined || ts > newest)) return applied(startIncarnation(event, doc, options));
+      if (event.version !== undefined && (doc.version === undefined || event.version > doc.version)) {
+        return applied(withContent(doc, fromFullTwin(event.key, event.twin, event.version, doc), ts, { createdAt: ts }));
+      }
+      return stale;
+    }
+    case 'update': {
+      if (doc.version !== undefined && event.version <= doc.version) return stale;
+      const next: TwinDoc = { ...doc, version: event.version };
+      delete next.etag; // the new twin's etag is not in a patch notification
+      const { tags, desired, reported } = event.patch;
+      if (tags !== undefined) next.tags = tags === null ? {} : mergePatch(doc.tags, tags);
+      if (desired !== undefined || reported !== undefined) {
+        const props = doc.properties ?? {};
+        next.properties = {
+          desired: desired === undefined ? props.desired ?? {} : desired === null ? {} : mergeSection(props.desired, desired),
+          reported: reported === undefined ? props.reported ?? {} : reported === null ? {} : mergeSection(props.reported, reported),
+        };
+      }
+      next.replica = { ...doc.replica };
+      const updatedAt = maxTimestamp(doc.replica.updatedAt, ts);
+      if (updatedAt !== undefined) next.replica.updatedAt = updatedAt;
+      return applied(next);
+    }
+    case 'replace':
+      if (doc.version !== undefined && event.version <= doc.version) return stale;
+      return applied(withContent(doc, fromFullTwin(event.key, event.twin, event.version, doc), ts, {}));
+    case 'snapshot': {
+      const fills = doc.replica.partial === true && doc.version !== undefined && event.version === doc.version;
+      if (doc.version !== undefined && event.version <= doc.version && !fills) return stale;
+      return applied(withContent(doc, fromFullTwin(event.key, event.twin, event.version, doc), undefined, {}));
+    }
+  }
+}
+
+/** A document with new full content, keeping the incarnation's bookkeeping; no longer partial. */
+function withContent(previous: TwinDoc, next: TwinDoc, ts: string | undefined, extra: { createdAt?: string }): TwinDoc {
+  const { partial: _partial, ...replica } = previous.replica;
+  next.replica = { ...replica, ...extra, updatedAt: maxTimestamp(previous.replica.updatedAt, ts) };
+  if (extra.createdAt === undefined && previous.replica.createdAt !== undefined) next.replica.createdAt = previous.replica.createdAt;
+  return prune(next);
+}
+
+/** Folds a document's events in order; returns the final document and each event's outcome. */
+export function foldEvents(doc: TwinDoc | undefined, events: readonly TwinEvent[], options: RuleOptions = {}): { doc: TwinDoc | undefined; outcomes: Outcome[] } {
+  const outcomes: Outcome[] = [];
+  let current = doc;
+  for (const event of events) {
+    const r = applyEvent(current, event, options);
+    current = r.doc;
+    outcomes.push(r.outcome);
+  }
+  return { doc: current, outcomes };
+}
