@@ -55,8 +55,12 @@ export interface SyncSummary {
   durationMs: number;
 }
 
+export type EventOutcome = 'applied' | 'stale' | 'skipped' | 'dead-lettered' | 'retrying';
+
 export interface BatchResult {
   summary: SyncSummary;
+  /** What became of each input event, by position. */
+  outcomes: EventOutcome[];
   /** Set when the batch must be retried (transient failure before the last try, or the dead-letter store failing). */
   failure?: Error;
   /** Dead letters written (or, when `failure` is set, those that could not be). */
@@ -101,8 +105,27 @@ export class SyncEngine {
     this.now = options.now ?? (() => new Date());
   }
 
-  async processBatch(batch: readonly RawEvent[], ctx: BatchContext): Promise<BatchResult> {
+  /** Applies one trigger batch of raw IoT Hub events. */
+  processBatch(batch: readonly RawEvent[], ctx: BatchContext): Promise<BatchResult> {
+    return this.run(batch, batch.map((raw) => classify(raw)), ctx);
+  }
+
+  /**
+   * Applies changes that are already parsed, through the same rules, guards and accounting: the backfill's
+   * and verify's `snapshot` events, or a repair's deletions. Dead letters carry the event itself as body.
+   */
+  applyTwinEvents(events: readonly TwinEvent[], ctx: BatchContext & { source?: string }): Promise<BatchResult> {
+    const source = ctx.source ?? 'replica-tools';
+    return this.run(
+      events.map((event) => ({ body: event, properties: { deviceId: event.key.deviceId, moduleId: event.key.moduleId, opType: event.kind } })),
+      events.map((event) => ({ type: 'event' as const, event, source, opType: event.kind })),
+      ctx,
+    );
+  }
+
+  private async run(batch: readonly RawEvent[], classified: readonly Classified[], ctx: BatchContext): Promise<BatchResult> {
     const started = performance.now();
+    const outcomes: EventOutcome[] = new Array(batch.length).fill('skipped');
     const summary: SyncSummary = {
       received: batch.length, applied: 0, stale: 0, skipped: 0, deadLettered: 0, retrying: 0,
       documents: 0, writes: 0, reads: 0, conflicts: 0, queries: 0, skippedBySource: {}, deadLetterReasons: {},
@@ -111,12 +134,12 @@ export class SyncEngine {
     const deadLetters: DeadLetter[] = [];
     const transientErrors: Error[] = [];
     const deadLetter = (index: number, reason: DeadLetterReason, detail: string, c?: Classified, key?: Partial<DocKey>) => {
+      outcomes[index] = 'dead-lettered';
       deadLetters.push(this.deadLetterRecord(batch[index], reason, detail, ctx, c, key));
     };
 
     // 1. Classify; group the changes by document, keeping batch order within each document.
     const groups = new Map<string, Group>();
-    const classified: Classified[] = batch.map((raw) => classify(raw));
     classified.forEach((c, index) => {
       if (c.type === 'skip') {
         summary.skipped++;
@@ -179,6 +202,7 @@ export class SyncEngine {
             const r = results[i];
             if (r === 'applied') summary.applied++;
             else if (r === 'stale') summary.stale++;
+            if (typeof r === 'string') outcomes[item.index] = r;
             else deadLetter(item.index, r.deadLetter, r.detail, classified[item.index]);
           });
         } catch (err) {
@@ -199,6 +223,7 @@ export class SyncEngine {
           deadLetter(item.index, 'transient-exhausted', `last retry failed: ${cause}`, classified[item.index]);
         } else {
           summary.retrying++;
+          outcomes[item.index] = 'retrying';
         }
       }
     }
@@ -212,6 +237,7 @@ export class SyncEngine {
         for (const d of deadLetters) summary.deadLetterReasons[d.reason] = (summary.deadLetterReasons[d.reason] ?? 0) + 1;
       } catch (err) {
         summary.retrying += deadLetters.length;
+        for (let i = 0; i < outcomes.length; i++) if (outcomes[i] === 'dead-lettered') outcomes[i] = 'retrying';
         failure = new Error(`dead-letter store failed: ${asError(err).message}`, { cause: err });
       }
     }
@@ -219,7 +245,7 @@ export class SyncEngine {
       failure = new Error(`${summary.retrying} event(s) failed transiently and will be retried: ${transientErrors[0]?.message ?? ''}`, { cause: transientErrors[0] });
     }
     summary.durationMs = Math.round((performance.now() - started) * 1000) / 1000;
-    return { summary, failure, deadLetters };
+    return { summary, outcomes, failure, deadLetters };
   }
 
   /** Applies one document's events and writes the result once, guarded by its ETag. */

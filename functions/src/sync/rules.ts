@@ -168,6 +168,9 @@ export function applyEvent(doc: TwinDoc | undefined, event: TwinEvent, options: 
       if (event.version !== undefined && (doc.version === undefined || event.version > doc.version)) {
         return applied(withContent(doc, fromFullTwin(event.key, event.twin, event.version, doc), ts, { createdAt: ts }));
       }
+      // The create of this very incarnation, arriving after some of its changes (routes are not ordered
+      // with each other): the document holds only those changes, so lay them over the created twin.
+      if (doc.replica.partial && createdAt === undefined) return applied(underlay(doc, event.twin, event.version, ts));
       return stale;
     }
     case 'update': {
@@ -197,6 +200,24 @@ export function applyEvent(doc: TwinDoc | undefined, event: TwinEvent, options: 
       return applied(withContent(doc, fromFullTwin(event.key, event.twin, event.version, doc), undefined, {}));
     }
   }
+}
+
+/**
+ * The created twin as the base, with the partial document's content laid over it. Exact unless one of the
+ * later patches deleted a key the created twin had (a partial document no longer knows about deletions).
+ */
+function underlay(doc: TwinDoc, twin: JsonObject, version: number | undefined, ts: string | undefined): TwinDoc {
+  const base = fromFullTwin(doc, twin, version, doc);
+  const next: TwinDoc = { ...base, version: doc.version ?? base.version };
+  if (doc.version !== undefined && (version === undefined || doc.version > version)) delete next.etag;
+  next.tags = mergePatch(base.tags, doc.tags ?? {});
+  next.properties = {
+    desired: mergePatch(base.properties?.desired, doc.properties?.desired ?? {}),
+    reported: mergePatch(base.properties?.reported, doc.properties?.reported ?? {}),
+  };
+  const { partial: _partial, ...replica } = doc.replica;
+  next.replica = { ...replica, createdAt: ts };
+  return prune(next);
 }
 
 /** A document with new full content, keeping the incarnation's bookkeeping; no longer partial. */
