@@ -1,0 +1,315 @@
+/**
+ * Typed, validated configuration: one entry per environment, one stack per entry.
+ *
+ * Everything that differs between environments lives here; constructs take their
+ * settings from these objects and never read process.env themselves (the one
+ * exception is the backend switch in backend.ts, which is about where state lives,
+ * not about what is deployed).
+ */
+
+/** Cosmos DB capacity mode. */
+export type CosmosThroughput =
+  | { readonly mode: 'serverless' }
+  | {
+      readonly mode: 'autoscale';
+      /** Autoscale ceiling in RU/s on the replica container (scales between 10 % and 100 %). Multiple of 1000, 1000..1000000. */
+      readonly maxThroughput: number;
+    };
+
+export const IOT_HUB_SKUS = ['S1', 'S2', 'S3'] as const;
+export const EVENT_HUBS_SKUS = ['Standard'] as const;
+export const STORAGE_REPLICATIONS = ['LRS', 'ZRS', 'GRS', 'GZRS'] as const;
+export const FLEX_INSTANCE_MEMORY_MB = [512, 2048, 4096] as const;
+
+export interface IotHubConfig {
+  /** @default 'S1' */
+  readonly sku: (typeof IOT_HUB_SKUS)[number];
+  /** Number of IoT Hub units. @default 1 */
+  readonly capacity: number;
+  /**
+   * Allow hub-scoped shared access policies (connection strings) for service clients.
+   * Device-scoped keys and X.509 keep working either way; this project's own clients
+   * (function, smoke check) use Entra ID.
+   * @default false
+   */
+  readonly localAuthenticationEnabled: boolean;
+}
+
+export interface EventHubsConfig {
+  /** Only Standard: Basic has no consumer groups beyond $Default and 1-day retention. @default 'Standard' */
+  readonly sku: (typeof EVENT_HUBS_SKUS)[number];
+  /** Throughput units. @default 1 */
+  readonly capacity: number;
+  /** Auto-inflate ceiling in throughput units; 0 disables auto-inflate. @default 0 */
+  readonly autoInflateMaxThroughputUnits: number;
+  /** Partitions of the hub the IoT Hub routes to (fixed after creation on Standard). @default 4 */
+  readonly partitionCount: number;
+  /** Days events are kept: the window in which the replica can be rebuilt from events (1..7 on Standard). @default 1 */
+  readonly retentionDays: number;
+}
+
+export interface CosmosConfig {
+  /** @default { mode: 'serverless' } */
+  readonly throughput: CosmosThroughput;
+  /** Zone redundancy for the single write region (not available for serverless accounts). @default false */
+  readonly zoneRedundant: boolean;
+}
+
+export interface KeyVaultConfig {
+  /** Purge protection cannot be turned off again once on. @default false (true in prod) */
+  readonly purgeProtection: boolean;
+  /** 7..90 days. @default 7 (90 in prod) */
+  readonly softDeleteRetentionDays: number;
+}
+
+export interface StorageConfig {
+  /** Replication of both storage accounts. @default 'LRS' ('ZRS' in prod) */
+  readonly replication: (typeof STORAGE_REPLICATIONS)[number];
+  /** Soft-delete retention for dead-letter and report blobs, 1..365 days. @default 7 (30 in prod) */
+  readonly blobSoftDeleteDays: number;
+}
+
+export interface FunctionAppConfig {
+  /** Flex Consumption scale-out ceiling, 40..1000. @default 40 */
+  readonly maximumInstanceCount: number;
+  /** Flex Consumption instance size. @default 2048 */
+  readonly instanceMemoryMb: (typeof FLEX_INSTANCE_MEMORY_MB)[number];
+  /** NCRONTAB (six fields) for the verify/repair timer. @default '0 30 3 * * *' (daily 03:30 UTC) */
+  readonly verifySchedule: string;
+}
+
+export interface AlertThresholds {
+  /** Failed function executions in 15 minutes that raise an alert. @default 0 (any failure) */
+  readonly functionFailures: number;
+  /** Events received by the hub but not yet processed by syncTwins (15-minute window). @default 5000 */
+  readonly consumerLagEvents: number;
+  /** Cosmos DB requests answered 429 in 5 minutes. @default 100 */
+  readonly cosmosThrottledRequests: number;
+}
+
+export interface MonitoringConfig {
+  /** Log Analytics retention, 30..730 days. @default 30 (90 in prod) */
+  readonly logRetentionDays: number;
+  /** E-mail recipients of every alert. Empty is allowed in dev only. @default [] */
+  readonly alertEmails: readonly string[];
+  readonly thresholds: AlertThresholds;
+}
+
+/** Remote state: an azurerm backend per environment, authenticated with Entra ID. */
+export interface StateBackendConfig {
+  readonly resourceGroupName: string;
+  readonly storageAccountName: string;
+  /** @default 'tfstate' */
+  readonly containerName: string;
+}
+
+export interface EnvironmentConfig {
+  /** Environment and stack name (`cdktf deploy <name>`); 2..5 lowercase letters/digits. */
+  readonly name: string;
+  /** Azure region that offers Flex Consumption, e.g. 'westeurope'. */
+  readonly location: string;
+  /**
+   * Prefix of every resource name: 3..10 lowercase letters/digits, starting with a letter.
+   * Several names are global (IoT Hub, Event Hubs, Cosmos DB, Key Vault, storage, function
+   * app): pick a prefix nobody else uses.
+   */
+  readonly namePrefix: string;
+  /** Subscription to deploy to; when omitted the provider reads ARM_SUBSCRIPTION_ID. */
+  readonly subscriptionId?: string;
+  readonly iotHub: IotHubConfig;
+  readonly eventHubs: EventHubsConfig;
+  readonly cosmos: CosmosConfig;
+  readonly keyVault: KeyVaultConfig;
+  readonly storage: StorageConfig;
+  readonly functionApp: FunctionAppConfig;
+  readonly monitoring: MonitoringConfig;
+  readonly stateBackend: StateBackendConfig;
+  /**
+   * Grant the identity that runs `cdktf deploy` what `npm run smoke` needs
+   * (IoT Hub Registry + Twin Contributor, Cosmos DB Built-in Data Reader).
+   * @default true
+   */
+  readonly grantDeployerSmokeAccess: boolean;
+  /** Tags on every taggable resource. */
+  readonly tags: Readonly<Record<string, string>>;
+}
+
+const baseDefaults = {
+  location: 'westeurope',
+  namePrefix: 'twinrep',
+  iotHub: { sku: 'S1', capacity: 1, localAuthenticationEnabled: false },
+  eventHubs: { sku: 'Standard', capacity: 1, autoInflateMaxThroughputUnits: 0, partitionCount: 4, retentionDays: 1 },
+  cosmos: { throughput: { mode: 'serverless' }, zoneRedundant: false },
+  keyVault: { purgeProtection: false, softDeleteRetentionDays: 7 },
+  storage: { replication: 'LRS', blobSoftDeleteDays: 7 },
+  functionApp: { maximumInstanceCount: 40, instanceMemoryMb: 2048, verifySchedule: '0 30 3 * * *' },
+  monitoring: {
+    logRetentionDays: 30,
+    alertEmails: [],
+    thresholds: { functionFailures: 0, consumerLagEvents: 5000, cosmosThrottledRequests: 100 },
+  },
+  stateBackend: { resourceGroupName: 'rg-twinrep-tfstate', storageAccountName: 'sttwinreptfstate', containerName: 'tfstate' },
+  grantDeployerSmokeAccess: true,
+} as const satisfies Partial<EnvironmentConfig>;
+
+/** The environments `npm run synth` builds, one stack each. */
+export const environments: readonly EnvironmentConfig[] = [
+  {
+    ...baseDefaults,
+    name: 'dev',
+    tags: { app: 'twin-replica', env: 'dev' },
+  },
+  {
+    ...baseDefaults,
+    name: 'prod',
+    eventHubs: { ...baseDefaults.eventHubs, partitionCount: 8, retentionDays: 7, autoInflateMaxThroughputUnits: 4 },
+    cosmos: { throughput: { mode: 'autoscale', maxThroughput: 4000 }, zoneRedundant: false },
+    keyVault: { purgeProtection: true, softDeleteRetentionDays: 90 },
+    storage: { replication: 'ZRS', blobSoftDeleteDays: 30 },
+    functionApp: { ...baseDefaults.functionApp, maximumInstanceCount: 100 },
+    monitoring: {
+      ...baseDefaults.monitoring,
+      logRetentionDays: 90,
+      alertEmails: ['twin-replica-oncall@example.com'],
+    },
+    tags: { app: 'twin-replica', env: 'prod' },
+  },
+];
+
+/** Thrown when a configuration cannot produce a valid deployment; synth stops with its message. */
+export class InvalidConfigError extends Error {
+  constructor(
+    readonly environment: string,
+    readonly problems: readonly string[],
+  ) {
+    super(`Invalid configuration for environment "${environment}":\n  - ${problems.join('\n  - ')}`);
+    this.name = 'InvalidConfigError';
+  }
+}
+
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
+const show = (v: unknown) => JSON.stringify(v);
+
+function intIn(problems: string[], path: string, v: unknown, min: number, max: number, why = '') {
+  if (!isInt(v) || v < min || v > max) {
+    problems.push(`${path} must be an integer from ${min} to ${max}${why}, got ${show(v)}`);
+  }
+}
+
+function oneOf<T>(problems: string[], path: string, v: unknown, allowed: readonly T[]) {
+  if (!allowed.includes(v as T)) {
+    problems.push(`${path} must be one of ${allowed.map((a) => show(a)).join(', ')}, got ${show(v)}`);
+  }
+}
+
+// Six-field NCRONTAB: second minute hour day month day-of-week.
+const NCRONTAB = /^(\S+\s+){5}\S+$/;
+const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
+const LOCATION = /^[a-z]+[a-z0-9]*$/;
+
+/** Returns every problem found; an empty list means the configuration is usable. */
+export function configProblems(cfg: EnvironmentConfig): string[] {
+  const p: string[] = [];
+  if (!/^[a-z][a-z0-9]{1,4}$/.test(cfg.name ?? '')) {
+    p.push(`name must be 2..5 lowercase letters/digits starting with a letter (it becomes part of storage account names), got ${show(cfg.name)}`);
+  }
+  if (!/^[a-z][a-z0-9]{2,9}$/.test(cfg.namePrefix ?? '')) {
+    p.push(
+      `namePrefix must be 3..10 lowercase letters/digits starting with a letter (storage account names allow only [a-z0-9], at most 24 characters), got ${show(cfg.namePrefix)}`,
+    );
+  }
+  if (!LOCATION.test(cfg.location ?? '')) {
+    p.push(`location must be an Azure region name such as "westeurope" (lowercase, no spaces), got ${show(cfg.location)}`);
+  }
+  if (cfg.subscriptionId !== undefined && !/^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$/i.test(cfg.subscriptionId)) {
+    p.push(`subscriptionId must be a GUID, got ${show(cfg.subscriptionId)}`);
+  }
+
+  oneOf(p, 'iotHub.sku', cfg.iotHub?.sku, IOT_HUB_SKUS);
+  intIn(p, 'iotHub.capacity', cfg.iotHub?.capacity, 1, 200);
+
+  const eh = cfg.eventHubs;
+  oneOf(p, 'eventHubs.sku', eh?.sku, EVENT_HUBS_SKUS);
+  intIn(p, 'eventHubs.capacity', eh?.capacity, 1, 40);
+  intIn(p, 'eventHubs.partitionCount', eh?.partitionCount, 1, 32, ' (Standard tier)');
+  intIn(p, 'eventHubs.retentionDays', eh?.retentionDays, 1, 7, ' (Standard tier)');
+  if (cfg.name === 'prod' && isInt(eh?.retentionDays) && eh.retentionDays < 7) {
+    p.push(`eventHubs.retentionDays must be 7 in prod (the replay window after an outage), got ${eh.retentionDays}`);
+  }
+  if (!isInt(eh?.autoInflateMaxThroughputUnits) || (eh.autoInflateMaxThroughputUnits !== 0 && (eh.autoInflateMaxThroughputUnits < eh.capacity || eh.autoInflateMaxThroughputUnits > 40))) {
+    p.push(`eventHubs.autoInflateMaxThroughputUnits must be 0 (off) or from eventHubs.capacity to 40, got ${show(eh?.autoInflateMaxThroughputUnits)}`);
+  }
+
+  const tp = cfg.cosmos?.throughput;
+  if (tp?.mode === 'autoscale') {
+    if (!isInt(tp.maxThroughput) || tp.maxThroughput < 1000 || tp.maxThroughput > 1_000_000 || tp.maxThroughput % 1000 !== 0) {
+      p.push(`cosmos.throughput.maxThroughput must be a multiple of 1000 from 1000 to 1000000, got ${show(tp.maxThroughput)}`);
+    }
+  } else if (tp?.mode !== 'serverless') {
+    p.push(`cosmos.throughput.mode must be "serverless" or "autoscale", got ${show((tp as { mode?: unknown } | undefined)?.mode)}`);
+  }
+  if (tp?.mode === 'serverless' && cfg.cosmos.zoneRedundant) {
+    p.push('cosmos.zoneRedundant cannot be true for a serverless account');
+  }
+
+  intIn(p, 'keyVault.softDeleteRetentionDays', cfg.keyVault?.softDeleteRetentionDays, 7, 90);
+  if (cfg.name === 'prod' && cfg.keyVault?.purgeProtection !== true) {
+    p.push('keyVault.purgeProtection must be true in prod');
+  }
+
+  oneOf(p, 'storage.replication', cfg.storage?.replication, STORAGE_REPLICATIONS);
+  intIn(p, 'storage.blobSoftDeleteDays', cfg.storage?.blobSoftDeleteDays, 1, 365);
+
+  intIn(p, 'functionApp.maximumInstanceCount', cfg.functionApp?.maximumInstanceCount, 40, 1000);
+  oneOf(p, 'functionApp.instanceMemoryMb', cfg.functionApp?.instanceMemoryMb, FLEX_INSTANCE_MEMORY_MB);
+  if (!NCRONTAB.test(cfg.functionApp?.verifySchedule ?? '')) {
+    p.push(`functionApp.verifySchedule must be a six-field NCRONTAB expression such as "0 30 3 * * *", got ${show(cfg.functionApp?.verifySchedule)}`);
+  }
+
+  const mon = cfg.monitoring;
+  intIn(p, 'monitoring.logRetentionDays', mon?.logRetentionDays, 30, 730);
+  for (const email of mon?.alertEmails ?? []) {
+    if (!EMAIL.test(email)) p.push(`monitoring.alertEmails contains an invalid address ${show(email)}`);
+  }
+  if (cfg.name === 'prod' && (mon?.alertEmails?.length ?? 0) === 0) {
+    p.push('monitoring.alertEmails must name at least one recipient in prod');
+  }
+  intIn(p, 'monitoring.thresholds.functionFailures', mon?.thresholds?.functionFailures, 0, 1_000_000);
+  intIn(p, 'monitoring.thresholds.consumerLagEvents', mon?.thresholds?.consumerLagEvents, 1, 100_000_000);
+  intIn(p, 'monitoring.thresholds.cosmosThrottledRequests', mon?.thresholds?.cosmosThrottledRequests, 1, 100_000_000);
+
+  const be = cfg.stateBackend;
+  if (!/^[a-z0-9]{3,24}$/.test(be?.storageAccountName ?? '')) {
+    p.push(`stateBackend.storageAccountName must be 3..24 lowercase letters/digits, got ${show(be?.storageAccountName)}`);
+  }
+  if (!/^[-\w.()]{1,89}[-\w()]$/.test(be?.resourceGroupName ?? '')) {
+    p.push(`stateBackend.resourceGroupName is not a valid resource group name, got ${show(be?.resourceGroupName)}`);
+  }
+  if (!/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/.test(be?.containerName ?? '')) {
+    p.push(`stateBackend.containerName must be 3..63 lowercase letters/digits/single hyphens, got ${show(be?.containerName)}`);
+  }
+  for (const [k, v] of Object.entries(cfg.tags ?? {})) {
+    if (k.length > 512 || v.length > 256 || /[<>%&\\?/]/.test(k)) p.push(`tags.${k} is not a valid Azure tag`);
+  }
+  return p;
+}
+
+/** Throws InvalidConfigError listing every problem; returns the configuration unchanged otherwise. */
+export function validateConfig(cfg: EnvironmentConfig): EnvironmentConfig {
+  const problems = configProblems(cfg);
+  if (problems.length > 0) throw new InvalidConfigError(String(cfg?.name ?? '?'), problems);
+  return cfg;
+}
+
+/** Event Hubs retention plus one day: deleted-device tombstones must outlive every replayable event. */
+export function tombstoneTtlSeconds(cfg: EnvironmentConfig): number {
+  return (cfg.eventHubs.retentionDays + 1) * 86_400;
+}
+
+export function findEnvironment(name: string, all: readonly EnvironmentConfig[] = environments): EnvironmentConfig {
+  const found = all.find((e) => e.name === name);
+  if (!found) {
+    throw new Error(`Unknown environment ${show(name)}; known: ${all.map((e) => e.name).join(', ')}`);
+  }
+  return found;
+}

@@ -1,0 +1,107 @@
+import { Construct } from 'constructs';
+import { CosmosdbAccount } from '@cdktf/provider-azurerm/lib/cosmosdb-account';
+import { CosmosdbSqlDatabase } from '@cdktf/provider-azurerm/lib/cosmosdb-sql-database';
+import { CosmosdbSqlContainer } from '@cdktf/provider-azurerm/lib/cosmosdb-sql-container';
+import type { CosmosConfig } from '../config.js';
+import type { StackContext } from './common.js';
+
+/**
+ * Indexing policy of the replica container.
+ *
+ * Readers query by device id, module id, tags, desired and reported property values,
+ * connection state and the deleted flag; those paths are indexed. Everything else is
+ * excluded: the `$metadata` subtrees (timestamps per property, as large as the twin
+ * itself and never queried) and the sync engine's `replica` bookkeeping, which would
+ * only cost RU on every write. Point reads by id and partition key need no index.
+ */
+export const REPLICA_INDEXING_POLICY = {
+  indexingMode: 'consistent',
+  includedPath: [
+    '/deviceId/?',
+    '/moduleId/?',
+    '/version/?',
+    '/tags/*',
+    '/properties/desired/*',
+    '/properties/reported/*',
+    '/connectionState/?',
+    '/connectionStateUpdatedTime/?',
+    '/deleted/?',
+  ],
+  excludedPath: [
+    '/*',
+    '/properties/desired/"$metadata"/*',
+    '/properties/reported/"$metadata"/*',
+    '/replica/*',
+    '/"_etag"/?',
+  ],
+} as const;
+
+export interface CosmosReplicaProps extends StackContext {
+  readonly config: CosmosConfig;
+}
+
+/**
+ * Cosmos DB account, the `twin-replica` database and the `twins` container, partitioned
+ * by `/deviceId` (hash v2: device ids can be 128 characters, beyond v1's 100-byte hash).
+ *
+ * TTL is on with no default (`default_ttl = -1`): only items carrying their own `ttl`
+ * (deleted-device tombstones) expire.
+ *
+ * Secure defaults: keys disabled for data access (`local_authentication_disabled`), so
+ * only Entra ID identities with a data-plane role read or write; key metadata writes
+ * (creating databases/containers through the SDK) off; TLS 1.2; continuous backup
+ * (7 days, point-in-time restore).
+ */
+export class CosmosReplica extends Construct {
+  readonly account: CosmosdbAccount;
+  readonly database: CosmosdbSqlDatabase;
+  readonly container: CosmosdbSqlContainer;
+
+  constructor(scope: Construct, id: string, props: CosmosReplicaProps) {
+    super(scope, id);
+    const { resourceGroup, names, tags, config } = props;
+    const serverless = config.throughput.mode === 'serverless';
+
+    this.account = new CosmosdbAccount(this, 'account', {
+      name: names.cosmosAccount,
+      resourceGroupName: resourceGroup.name,
+      location: resourceGroup.location,
+      offerType: 'Standard',
+      kind: 'GlobalDocumentDB',
+      consistencyPolicy: { consistencyLevel: 'Session' },
+      geoLocation: [{ location: resourceGroup.location, failoverPriority: 0, zoneRedundant: config.zoneRedundant }],
+      capabilities: serverless ? [{ name: 'EnableServerless' }] : undefined,
+      localAuthenticationDisabled: true,
+      accessKeyMetadataWritesEnabled: false,
+      minimalTlsVersion: 'Tls12',
+      publicNetworkAccessEnabled: true,
+      automaticFailoverEnabled: false,
+      backup: { type: 'Continuous', tier: 'Continuous7Days' },
+      tags,
+    });
+
+    this.database = new CosmosdbSqlDatabase(this, 'database', {
+      name: names.cosmosDatabase,
+      accountName: this.account.name,
+      resourceGroupName: resourceGroup.name,
+    });
+
+    this.container = new CosmosdbSqlContainer(this, 'twins', {
+      name: names.cosmosContainer,
+      accountName: this.account.name,
+      databaseName: this.database.name,
+      resourceGroupName: resourceGroup.name,
+      partitionKeyPaths: ['/deviceId'],
+      partitionKeyKind: 'Hash',
+      partitionKeyVersion: 2,
+      defaultTtl: -1,
+      autoscaleSettings:
+        config.throughput.mode === 'autoscale' ? { maxThroughput: config.throughput.maxThroughput } : undefined,
+      indexingPolicy: {
+        indexingMode: REPLICA_INDEXING_POLICY.indexingMode,
+        includedPath: REPLICA_INDEXING_POLICY.includedPath.map((path) => ({ path })),
+        excludedPath: REPLICA_INDEXING_POLICY.excludedPath.map((path) => ({ path })),
+      },
+    });
+  }
+}

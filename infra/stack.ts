@@ -1,0 +1,151 @@
+import { TerraformOutput, TerraformStack } from 'cdktf';
+import type { Construct } from 'constructs';
+import { AzurermProvider } from '@cdktf/provider-azurerm/lib/provider';
+import { DataAzurermClientConfig } from '@cdktf/provider-azurerm/lib/data-azurerm-client-config';
+import { ResourceGroup } from '@cdktf/provider-azurerm/lib/resource-group';
+import { UserAssignedIdentity } from '@cdktf/provider-azurerm/lib/user-assigned-identity';
+import { InvalidConfigError, tombstoneTtlSeconds, validateConfig, type EnvironmentConfig } from './config.js';
+import { namingProblems, resourceNames, type ResourceNames } from './naming.js';
+import { configureBackend, type BackendKind } from './backend.js';
+import type { StackContext } from './constructs/common.js';
+import { EventHubs } from './constructs/event-hubs.js';
+import { IotHubRouting } from './constructs/iot-hub.js';
+import { CosmosReplica } from './constructs/cosmos.js';
+import { SecretsVault } from './constructs/key-vault.js';
+import { FunctionStorage } from './constructs/storage.js';
+import { Alerts, Telemetry } from './constructs/monitoring.js';
+import { DeployerSmokeAccess, FunctionAccess } from './constructs/access.js';
+import { FunctionCode, SyncFunctionApp } from './constructs/function-app.js';
+
+export interface TwinReplicaStackProps {
+  readonly config: EnvironmentConfig;
+  /** Folder produced by buildFunctionsPackage; zipped and deployed by this stack. */
+  readonly functionsPackageDir: string;
+  /** @default 'azurerm' */
+  readonly backend?: BackendKind;
+}
+
+/** One environment of twin-replica: everything from IoT Hub routing to the deployed functions. */
+export class TwinReplicaStack extends TerraformStack {
+  readonly names: ResourceNames;
+  readonly eventHubs: EventHubs;
+  readonly iotHub: IotHubRouting;
+  readonly cosmos: CosmosReplica;
+  readonly vault: SecretsVault;
+  readonly storage: FunctionStorage;
+  readonly telemetry: Telemetry;
+  readonly alerts: Alerts;
+  readonly functionApp: SyncFunctionApp;
+  readonly functionCode: FunctionCode;
+
+  constructor(scope: Construct, props: TwinReplicaStackProps) {
+    const config = validateConfig(props.config);
+    const names = resourceNames(config);
+    const nameProblems = namingProblems(names);
+    if (nameProblems.length > 0) throw new InvalidConfigError(config.name, nameProblems);
+    super(scope, config.name);
+    this.names = names;
+
+    configureBackend(this, config, props.backend ?? 'azurerm');
+    new AzurermProvider(this, 'azurerm', {
+      subscriptionId: config.subscriptionId,
+      // Shared keys are off on every storage account: data-plane calls use Entra ID.
+      storageUseAzuread: true,
+      features: [
+        {
+          // Smart-detection rules Azure would add are not in state and would block destroy.
+          applicationInsights: [{ disableGeneratedRule: true }],
+          keyVault: [{ purgeSoftDeleteOnDestroy: !config.keyVault.purgeProtection, recoverSoftDeletedKeyVaults: true }],
+          resourceGroup: [{ preventDeletionIfContainsResources: true }],
+        },
+      ],
+    });
+    const client = new DataAzurermClientConfig(this, 'current', {});
+
+    const resourceGroup = new ResourceGroup(this, 'rg', {
+      name: names.resourceGroup,
+      location: config.location,
+      tags: config.tags,
+    });
+    const ctx: StackContext = { resourceGroup, names, tags: config.tags };
+
+    const identity = (id: string, name: string) =>
+      new UserAssignedIdentity(this, id, {
+        name,
+        resourceGroupName: resourceGroup.name,
+        location: resourceGroup.location,
+        tags: config.tags,
+      });
+    const functionIdentity = identity('function-identity', names.functionIdentity);
+    const iotHubIdentity = identity('iothub-identity', names.iotHubIdentity);
+
+    this.eventHubs = new EventHubs(this, 'event-hubs', { ...ctx, config: config.eventHubs });
+    this.iotHub = new IotHubRouting(this, 'iot-hub', {
+      ...ctx,
+      config: config.iotHub,
+      identity: iotHubIdentity,
+      eventHubs: this.eventHubs,
+    });
+    this.cosmos = new CosmosReplica(this, 'cosmos', { ...ctx, config: config.cosmos });
+    this.vault = new SecretsVault(this, 'key-vault', { ...ctx, config: config.keyVault, tenantId: client.tenantId });
+    this.storage = new FunctionStorage(this, 'storage', { ...ctx, config: config.storage });
+    this.telemetry = new Telemetry(this, 'telemetry', { ...ctx, config: config.monitoring });
+    this.alerts = new Alerts(this, 'alerts', {
+      ...ctx,
+      config: config.monitoring,
+      telemetry: this.telemetry,
+      eventHubs: this.eventHubs,
+      cosmos: this.cosmos,
+    });
+
+    const access = new FunctionAccess(this, 'function-access', {
+      identity: functionIdentity,
+      eventHubs: this.eventHubs,
+      storage: this.storage,
+      cosmos: this.cosmos,
+      vault: this.vault,
+      iotHub: this.iotHub,
+      telemetry: this.telemetry,
+    });
+    if (config.grantDeployerSmokeAccess) {
+      new DeployerSmokeAccess(this, 'deployer-smoke-access', {
+        principalId: client.objectId,
+        cosmos: this.cosmos,
+        iotHub: this.iotHub,
+      });
+    }
+
+    this.functionApp = new SyncFunctionApp(this, 'function-app', {
+      ...ctx,
+      config: config.functionApp,
+      identity: functionIdentity,
+      storage: this.storage,
+      eventHubs: this.eventHubs,
+      cosmos: this.cosmos,
+      iotHub: this.iotHub,
+      telemetry: this.telemetry,
+      tombstoneTtlSeconds: tombstoneTtlSeconds(config),
+      dependsOn: access.grants,
+    });
+    this.functionCode = new FunctionCode(this, 'function-code', {
+      functionApp: this.functionApp,
+      packageDir: props.functionsPackageDir,
+      subscriptionId: client.subscriptionId,
+    });
+
+    const output = (id: string, value: string, description: string) =>
+      new TerraformOutput(this, id, { value, description });
+    output('resource_group_name', resourceGroup.name, 'Resource group of this environment');
+    output('iot_hub_hostname', this.iotHub.hostName, 'IoT Hub host name');
+    output('event_hubs_namespace', this.eventHubs.fullyQualifiedNamespace, 'Event Hubs namespace FQDN');
+    output('event_hub_name', this.eventHubs.hub.name, 'Event Hub receiving twin/lifecycle/connection events');
+    output('cosmos_endpoint', this.cosmos.account.endpoint, 'Cosmos DB account endpoint');
+    output('cosmos_database', this.cosmos.database.name, 'Replica database');
+    output('cosmos_container', this.cosmos.container.name, 'Replica container');
+    output('function_app_name', this.functionApp.app.name, 'Function app running syncTwins and verifyRepair');
+    output('function_identity_client_id', functionIdentity.clientId, 'Client id of the function identity');
+    output('dead_letter_blob_endpoint', `https://${this.storage.data.name}.blob.core.windows.net`, 'Blob endpoint holding dead letters and reports');
+    output('key_vault_uri', this.vault.vault.vaultUri, 'Key Vault URI (holds no secrets today)');
+    output('app_insights_name', this.telemetry.appInsights.name, 'Application Insights resource');
+  }
+}
