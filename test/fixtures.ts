@@ -1,0 +1,15 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { WireEvent } from '../testkit/events';
+
+/** The shared sample events (../shared/fixtures/events), as the trigger hands them over. */
+export const FIXTURE_DIR = join(import.meta.dirname, '..', '..', 'shared', 'fixtures', 'events');
+
+export function loadFixture(name: string): WireEvent {
+  const file = JSON.parse(readFileSync(join(FIXTURE_DIR, name.endsWith('.json') ? name : `${name}.json`), 'utf8'));
+  return { body: file.event.body, properties: file.event.properties, systemProperties: file.event.systemProperties };
+}
+
+export function fixtureNames(): string[] {
+  return readdirSync(FIXTURE_DIR).filter((f) => f.endsWith('.json')).sort();
+}

@@ -1,0 +1,115 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { applyEvent, foldEvents } from '../../functions/src/sync/rules';
+import type { TwinDoc, TwinEvent } from '../../functions/src/sync/types';
+import { deliverWithReplays, hubOpArb, rewindsArb, runHub, type HubState } from './hubModel';
+
+const runs = { numRuns: process.env.TWIN_REPLICA_LONG ? 5000 : 300 };
+
+function withoutVersion(section: Record<string, unknown> | undefined) {
+  const { $version: _v, ...rest } = section ?? {};
+  return rest;
+}
+
+/** The replica document says what the hub's twin says. */
+function expectMatchesHub(doc: TwinDoc | undefined, hub: HubState, everExisted: boolean) {
+  if (!hub.exists) {
+    if (everExisted) expect(doc?.deleted).toBe(true);
+    else expect(doc).toBeUndefined();
+    return;
+  }
+  expect(doc?.deleted).toBeUndefined();
+  expect(doc?.version).toBe(hub.version);
+  expect(doc?.tags).toEqual(hub.tags);
+  expect(withoutVersion(doc?.properties?.desired)).toEqual(hub.desired);
+  expect(withoutVersion(doc?.properties?.reported)).toEqual(hub.reported);
+  expect(doc?.connectionState).toBe(hub.connectionState);
+  expect(doc?.replica.partial).toBeUndefined();
+}
+
+describe('replica rules (properties)', () => {
+  it('converges to the hub twin under at-least-once delivery with replays', () => {
+    fc.assert(
+      fc.property(fc.array(hubOpArb, { maxLength: 30 }), rewindsArb, (ops, rewinds) => {
+        const { events, state } = runHub([{ op: 'create', tags: {} }, ...ops]);
+        const { doc } = foldEvents(undefined, deliverWithReplays(events, rewinds));
+        expectMatchesHub(doc, state, true);
+      }),
+      runs,
+    );
+  });
+
+  it('is idempotent: any event applied twice changes nothing the second time', () => {
+    fc.assert(
+      fc.property(fc.array(hubOpArb, { maxLength: 25 }), fc.nat(), (ops, pick) => {
+        const { events } = runHub([{ op: 'create', tags: {} }, ...ops]);
+        const cut = pick % events.length;
+        const { doc } = foldEvents(undefined, events.slice(0, cut + 1));
+        const again = applyEvent(doc, events[cut]);
+        expect(again.outcome).toBe('stale');
+        expect(again.doc).toBe(doc);
+      }),
+      runs,
+    );
+  });
+
+  it('is monotonic: within one incarnation the version never goes backwards, whatever arrives', () => {
+    fc.assert(
+      fc.property(fc.array(hubOpArb, { maxLength: 25 }), fc.array(fc.nat(), { maxLength: 40 }), (ops, order) => {
+        const { events } = runHub([{ op: 'create', tags: {} }, ...ops]);
+        // an arbitrary arrival order, with duplicates
+        const arrivals = order.map((n) => events[n % events.length]);
+        let doc: TwinDoc | undefined;
+        for (const e of arrivals) {
+          const next = applyEvent(doc, e).doc;
+          if (doc && next && !doc.deleted && !next.deleted && doc.replica.createdAt === next.replica.createdAt && doc.version !== undefined) {
+            expect(next.version).toBeGreaterThanOrEqual(doc.version);
+          }
+          doc = next;
+        }
+      }),
+      runs,
+    );
+  });
+
+  it('is delete-safe: after a deletion no earlier event brings the identity back', () => {
+    fc.assert(
+      fc.property(fc.array(hubOpArb, { maxLength: 25 }), fc.array(fc.nat(), { maxLength: 20 }), (ops, picks) => {
+        const { events } = runHub([{ op: 'create', tags: {} }, ...ops, { op: 'delete' }]);
+        const { doc } = foldEvents(undefined, events);
+        expect(doc?.deleted).toBe(true);
+        const late = picks.map((n) => events[n % events.length]);
+        const after = foldEvents(doc, late).doc;
+        expect(after).toBe(doc);
+      }),
+      runs,
+    );
+  });
+
+  it('replicates a re-created identity whose versions start again', () => {
+    fc.assert(
+      fc.property(fc.array(hubOpArb, { maxLength: 15 }), fc.array(hubOpArb, { maxLength: 15 }), rewindsArb, (before, after, rewinds) => {
+        const { events, state } = runHub([{ op: 'create', tags: { gen: 1 } }, ...before, { op: 'delete' }, { op: 'create', tags: { gen: 2 } }, ...after]);
+        const { doc } = foldEvents(undefined, deliverWithReplays(events, rewinds));
+        expectMatchesHub(doc, state, true);
+      }),
+      runs,
+    );
+  });
+
+  it('orders connection state by sequence number, whatever the arrival order', () => {
+    fc.assert(
+      fc.property(fc.array(fc.boolean(), { minLength: 1, maxLength: 12 }), fc.array(fc.nat(), { maxLength: 30 }), (states, order) => {
+        const events: TwinEvent[] = states.map((connected, i) => ({
+          kind: 'connection', key: { deviceId: 'd' }, ts: `2026-01-01T00:00:${String(i).padStart(2, '0')}.0000000Z`,
+          state: connected ? 'Connected' : 'Disconnected', sequenceNumber: (i + 1).toString(16).toUpperCase().padStart(64, '0'),
+        }));
+        const arrivals = [...order.map((n) => events[n % events.length]), ...events].reverse();
+        const { doc } = foldEvents(undefined, arrivals);
+        expect(doc?.connectionState).toBe(states[states.length - 1] ? 'Connected' : 'Disconnected');
+        expect(doc?.connectionStateSequenceNumber).toBe(events[events.length - 1].kind === 'connection' && events[events.length - 1].sequenceNumber);
+      }),
+      runs,
+    );
+  });
+});
