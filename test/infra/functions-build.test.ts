@@ -4,7 +4,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildFunctionsPackage, BUNDLE_PATH, DEFAULT_FUNCTIONS_ENTRY } from '../../functions/build';
-import { cleanup, FIXTURE_ENTRY, tempDir } from './helpers';
+import { cleanup, FIXTURE_ENTRY, single, synthFixture, tempDir } from './helpers';
 
 const LOADER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'load-package.cjs');
 
@@ -97,5 +97,46 @@ describe('buildFunctionsPackage', () => {
     await expect(buildFunctionsPackage({ outDir: path.join(await tempDir(), 'pkg'), entry: '/nonexistent/index.ts' })).rejects.toThrow(
       'Functions entry /nonexistent/index.ts does not exist',
     );
+  });
+});
+
+describe('the real functions entry (functions/src/index.ts)', () => {
+  let registered: { name: string; bindings: Record<string, any> }[];
+  let appSettings: Record<string, string>;
+  beforeAll(async () => {
+    const { dir } = await buildFunctionsPackage({ outDir: path.join(await tempDir(), 'pkg') });
+    ({ registered } = loadPackage(dir));
+    appSettings = single((await synthFixture()).stacks.dev, 'azurerm_function_app_flex_consumption').app_settings;
+  });
+
+  it('registers syncTwins on the IOTHUB_EVENTS connection, the configured hub and consumer group', () => {
+    const sync = registered.find((r) => r.name === 'syncTwins');
+    expect(sync, 'syncTwins is registered').toBeDefined();
+    const trigger = Object.values(sync!.bindings).find((b: any) => b.type === 'eventHubTrigger');
+    expect(trigger).toMatchObject({
+      connection: 'IOTHUB_EVENTS',
+      eventHubName: '%EVENTHUB_NAME%',
+      consumerGroup: '%EVENTHUB_CONSUMER_GROUP%',
+      cardinality: 'many',
+    });
+  });
+
+  it('every connection and %setting% its bindings name is an app setting the stack sets', () => {
+    const names = Object.keys(appSettings);
+    for (const fn of registered) {
+      for (const binding of Object.values(fn.bindings)) {
+        for (const value of Object.values(binding as Record<string, unknown>)) {
+          for (const [, setting] of String(value).matchAll(/%([A-Za-z0-9_]+)%/g)) {
+            expect(names, `${fn.name} reads %${setting}%`).toContain(setting);
+          }
+        }
+        const connection = (binding as { connection?: string }).connection;
+        if (connection) {
+          expect(names, `${fn.name} connection ${connection}`).toEqual(
+            expect.arrayContaining([`${connection}__fullyQualifiedNamespace`, `${connection}__credential`, `${connection}__clientId`]),
+          );
+        }
+      }
+    }
   });
 });
