@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, createCosmosClient, isLoopback, readSettings } from '../../functions/src/config';
+
+const base = {
+  COSMOS_ENDPOINT: 'https://acct.documents.azure.com:443/',
+  COSMOS_DATABASE: 'twin-replica',
+  COSMOS_CONTAINER: 'twins',
+  DEADLETTER_BLOB_ENDPOINT: 'https://acct.blob.core.windows.net',
+};
+
+describe('app settings', () => {
+  it('reads the Azure settings with managed identity and no secrets', () => {
+    expect(readSettings({ ...base, AZURE_CLIENT_ID: 'c1d', TOMBSTONE_TTL_SECONDS: '691200' })).toMatchObject({
+      cosmosEndpoint: base.COSMOS_ENDPOINT, clientId: 'c1d', deadLetterContainer: 'deadletters', tombstoneTtlSeconds: 691200,
+    });
+  });
+
+  it('names every missing setting', () => {
+    expect(() => readSettings({})).toThrow(/missing app settings: COSMOS_ENDPOINT, COSMOS_DATABASE, COSMOS_CONTAINER, DEADLETTER_BLOB_ENDPOINT/);
+  });
+
+  it('accepts a Cosmos key only for a loopback endpoint', () => {
+    expect(() => readSettings({ ...base, COSMOS_KEY: 'k' })).toThrow(ConfigError);
+    expect(() => createCosmosClient({ cosmosEndpoint: 'https://acct.documents.azure.com', cosmosKey: 'k' })).toThrow(/loopback/);
+    expect(readSettings({ ...base, COSMOS_ENDPOINT: 'https://127.0.0.1:8081', COSMOS_KEY: 'k' }).cosmosKey).toBe('k');
+  });
+
+  it('accepts a storage connection string only for Azurite on loopback', () => {
+    const cs = (host: string) => `DefaultEndpointsProtocol=http;AccountName=a;AccountKey=a2V5;BlobEndpoint=http://${host}/a;`;
+    const { DEADLETTER_BLOB_ENDPOINT: _, ...noBlob } = base;
+    expect(readSettings({ ...noBlob, DEADLETTER_CONNECTION_STRING: cs('127.0.0.1:10000') }).deadLetterConnectionString).toBeDefined();
+    expect(() => readSettings({ ...noBlob, DEADLETTER_CONNECTION_STRING: cs('acct.blob.core.windows.net') })).toThrow(/only for Azurite on loopback/);
+  });
+
+  it('rejects malformed numbers', () => {
+    expect(() => readSettings({ ...base, TOMBSTONE_TTL_SECONDS: '8 days' })).toThrow(/TOMBSTONE_TTL_SECONDS must be a positive integer/);
+  });
+
+  it('knows loopback addresses from everything else', () => {
+    expect(['https://localhost:8081', 'https://127.0.0.1', 'https://127.8.9.10:1', 'https://[::1]:8081'].map(isLoopback)).toEqual([true, true, true, true]);
+    expect(['https://10.0.0.1', 'https://localhost.evil.com', 'https://128.0.0.1', 'not a url'].map(isLoopback)).toEqual([false, false, false, false]);
+  });
+});
