@@ -132,6 +132,36 @@ describe('syncTwins against the local Cosmos server', () => {
     expect(await readDoc('flappy')).toMatchObject({ connectionState: 'Disconnected', connectionStateSequenceNumber: (30).toString(16).toUpperCase().padStart(64, '0') });
   });
 
+  it('tombstones a deleted device\'s modules through a real single-partition query; a module deletion spares its device', async () => {
+    const twin = (moduleId?: string) => fullTwin({ deviceId: 'gw', moduleId, version: 1 });
+    await invoke([
+      created({ deviceId: 'gw', ts: at(0), twin: twin() }),
+      created({ deviceId: 'gw', moduleId: 'edgeAgent', ts: at(1), twin: twin('edgeAgent') }),
+      created({ deviceId: 'gw', moduleId: 'sensor', ts: at(1), twin: twin('sensor'), moduleSpelling: 'module' }),
+      created({ deviceId: 'gw-other', moduleId: 'sensor', ts: at(1), twin: fullTwin({ deviceId: 'gw-other', moduleId: 'sensor', version: 1 }) }),
+    ]);
+    await invoke([deleted({ deviceId: 'gw', moduleId: 'sensor', ts: at(2) })]);
+    expect((await readDoc('gw'))?.deleted).toBeUndefined();
+    expect((await readDoc('gw', 'sensor'))?.deleted).toBe(true);
+
+    const summary = await invoke([deleted({ deviceId: 'gw', ts: at(3) })]);
+    expect(summary).toMatchObject({ received: 1, applied: 1, queries: 1 });
+    expect((await readDoc('gw'))?.deleted).toBe(true);
+    expect(await readDoc('gw', 'edgeAgent')).toMatchObject({ deleted: true, replica: { deletedAt: at(3) } });
+    // already a tombstone: the device's later deletion moves its time on (a module re-created in between is gone too)
+    expect(await readDoc('gw', 'sensor')).toMatchObject({ deleted: true, replica: { deletedAt: at(3) } });
+    expect((await readDoc('gw-other', 'sensor'))?.deleted).toBeUndefined();
+  });
+
+  it('loses nothing when another writer changes a document behind its cache (412 from Cosmos)', async () => {
+    await invoke([created({ deviceId: 'raced', ts: at(0), twin: fullTwin({ deviceId: 'raced', version: 1, tags: { a: 1 } }) })]);
+    const { resource, etag } = await cosmos.container.item('raced', 'raced').read<TwinDoc>();
+    await cosmos.container.item('raced', 'raced').replace({ ...resource!, version: 2, tags: { a: 1, other: 'writer' } }, { accessCondition: { type: 'IfMatch', condition: etag } });
+    const summary = await invoke([twinUpdate({ deviceId: 'raced', ts: at(3), version: 3, tags: { mine: true } })]);
+    expect(summary).toMatchObject({ applied: 1, conflicts: 1, writes: 1, reads: 1 });
+    expect((await readDoc('raced'))?.tags).toEqual({ a: 1, other: 'writer', mine: true });
+  });
+
   it('dead-letters poison durably in Blob Storage and applies the rest of the batch', async () => {
     const ok = twinUpdate({ deviceId: 'mixed', ts: at(1), version: 5, tags: { fine: true } });
     const summary = await invoke([
