@@ -1,0 +1,88 @@
+/**
+ * `npm run bench`: prints figures, writes bench/results.json. Never a timed test.
+ * `npm run bench -- --help` for the flags; `--quick` for a smoke run (results in bench/out/).
+ */
+import { writeFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, InvalidArgumentError } from 'commander';
+import { render } from './report';
+import { runBench } from './run';
+import { DEFAULT_WORKLOAD, type WorkloadOptions } from './workload';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+function int(name: string, min = 0) {
+  return (v: string) => {
+    const n = Number(v.replace(/_/g, ''));
+    if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
+    return n;
+  };
+}
+
+function kb(v: string): number {
+  const n = Number(v);
+  if (!(n > 0)) throw new InvalidArgumentError('a size in KB > 0');
+  return Math.round(n * 1024);
+}
+
+function list(v: string): number[] {
+  return v.split(',').map((x) => int('device count', 1)(x.trim()));
+}
+
+const program = new Command('bench')
+  .description('Throughput, Cosmos requests and RU per event of syncTwins vs a per-event read-merge-replace strategy, on one seeded workload against a local Cosmos-compatible server.')
+  .option('--devices <n>', 'devices in the workload', int('devices', 1), DEFAULT_WORKLOAD.devices)
+  .option('--events <n>', 'events in the workload', int('events', 1), DEFAULT_WORKLOAD.events)
+  .option('--partitions <n>', 'Event Hubs partitions (run concurrently)', int('partitions', 1), DEFAULT_WORKLOAD.partitions)
+  .option('--batch <n>', 'events per invocation (maxEventBatchSize)', int('batch', 1), DEFAULT_WORKLOAD.batchSize)
+  .option('--burst <n>', 'mean events per device burst (uniform 1..2n-1); 0 or 1 = no bursts', int('burst', 0), DEFAULT_WORKLOAD.burst)
+  .option('--interleave <n>', 'device bursts in flight at once per partition', int('interleave', 1), DEFAULT_WORKLOAD.interleave)
+  .option('--min-kb <kb>', 'smallest twin document', kb, DEFAULT_WORKLOAD.minDocBytes)
+  .option('--max-kb <kb>', 'largest twin document (sizes are log-uniform in between)', kb, DEFAULT_WORKLOAD.maxDocBytes)
+  .option('--poison <rate>', 'share of events whose body is not JSON (dead-lettered)', (v) => Number(v), DEFAULT_WORKLOAD.poisonRate)
+  .option('--seed <n>', 'workload seed', int('seed'), DEFAULT_WORKLOAD.seed)
+  .option('--memory-devices <list>', 'device counts of the memory runs (fresh process each)', list, [1_000, 10_000])
+  .option('--memory-events <n>', 'events per memory run', int('memory-events', 1), 50_000)
+  .option('--no-memory', 'skip the memory runs')
+  .option('--no-artifacts', 'skip bundle size and module-load time')
+  .option('--synth', 'time npm run synth (default on, off with --quick)')
+  .option('--no-synth', 'skip npm run synth')
+  .option('--in-process', 'run the local servers in this process (default: a child process, so CPU and RSS figures are the client\'s)')
+  .option('--quick', 'smoke run: 100 devices, 4,000 events, memory runs of 200/2,000 devices, no synth; writes bench/out/results.quick.json')
+  .option('--out <file>', 'results file (default bench/results.json; bench/out/results.quick.json with --quick)')
+  .parse();
+
+const o = program.opts<{
+  devices: number; events: number; partitions: number; batch: number; burst: number; interleave: number; minKb: number; maxKb: number;
+  poison: number; seed: number; memoryDevices: number[]; memoryEvents: number; memory: boolean; artifacts: boolean; synth?: boolean;
+  inProcess?: boolean; quick?: boolean; out?: string;
+}>();
+const explicit = (name: string) => program.getOptionValueSource(name) === 'cli';
+
+const workload: WorkloadOptions = {
+  devices: o.quick && !explicit('devices') ? 100 : o.devices,
+  events: o.quick && !explicit('events') ? 4_000 : o.events,
+  partitions: o.partitions,
+  batchSize: o.batch,
+  burst: o.burst,
+  interleave: o.interleave,
+  minDocBytes: o.minKb,
+  maxDocBytes: o.maxKb,
+  seed: o.seed,
+  poisonRate: o.poison,
+};
+const memory = o.memory
+  ? { devices: o.quick && !explicit('memoryDevices') ? [200, 2_000] : o.memoryDevices, events: o.quick && !explicit('memoryEvents') ? 4_000 : o.memoryEvents }
+  : undefined;
+const outFile = path.resolve(o.out ?? (o.quick ? path.join(here, 'out', 'results.quick.json') : path.join(here, 'results.json')));
+const command = `npm run bench${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`;
+
+const results = await runBench(
+  { workload, servers: o.inProcess ? 'in-process' : 'child', memory, artifacts: o.artifacts, synth: o.synth ?? !o.quick, log: (l) => console.error(`· ${l}`) },
+  command,
+);
+await mkdir(path.dirname(outFile), { recursive: true });
+await writeFile(outFile, `${JSON.stringify(results, null, 2)}\n`);
+console.log(render(results));
+console.log(`\nwritten: ${path.relative(process.cwd(), outFile)}`);

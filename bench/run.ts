@@ -1,0 +1,273 @@
+/**
+ * Runs the benchmark: the same seeded workload through the three strategies against the same local
+ * servers, then the memory runs and the artifact figures. Returns plain figures; main.ts prints them.
+ */
+import { fork } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { useEngine } from '../functions/src/functions/syncTwins';
+import { buildBundle, measureModuleLoad, measureSynth, percentile, type BundleFigures, type LoadFigures, type SynthFigures } from './artifacts';
+import type { MemoryRun } from './memoryChild';
+import { diffCounts, startServersInChild, startServersInProcess, type BenchServers, type ServerCounts } from './servers';
+import { drive, inMemoryEngine, localSettingsEnv, PerEventStrategy, shippedEngine, syncTwinsInvoker, emptyTally, type DriveResult, type Tally } from './strategies';
+import { generateWorkload, type Batch, type WorkloadOptions } from './workload';
+import { RU_FORMULA } from './ru';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+export interface BenchOptions {
+  workload: WorkloadOptions;
+  servers: 'child' | 'in-process';
+  memory?: { devices: number[]; events: number };
+  artifacts: boolean;
+  synth: boolean;
+  log?: (line: string) => void;
+}
+
+export interface PhaseFigures {
+  name: string;
+  events: number;
+  batches: number;
+  changes: number;
+  changedDocs: number;
+  wallMs: number;
+  eventsPerSec: number;
+  latencyP50Ms: number;
+  latencyP95Ms: number;
+  latencyMaxMs: number;
+  /** Bench-process CPU per event over the phase (handler + SDK + HTTP client; the servers run elsewhere in child mode). */
+  processCpuUsPerEvent: number;
+  /** CPU per event measured around each invocation (the in-memory phase: the handler's own cost). */
+  invocationCpuUsPerEvent: number;
+  peakRssBytes: number;
+  rssStartBytes: number;
+  tally: Tally;
+  server?: ServerCounts & {
+    dataRequests: number;
+    requestsPerEvent: number;
+    dataRequestsPerEvent: number;
+    writesPerEvent: number;
+    readsPerEvent: number;
+    requestsPerChangedDoc: number;
+    ruPerEvent: number;
+    avgWriteBytes: number;
+  };
+  cache?: { entries: number; bytes: number };
+}
+
+export interface Target {
+  name: string;
+  target: string;
+  measured: string;
+  pass: boolean | null;
+  /** How far from the limit, in the target's direction (positive = headroom). */
+  margin: string;
+}
+
+export interface BenchResults {
+  meta: {
+    command: string;
+    startedAt: string;
+    node: string;
+    platform: string;
+    cpus: number;
+    cpuModel: string;
+    loadAvgStart: number[];
+    loadAvgEnd?: number[];
+    serverMode: string;
+    ruFormula: string;
+    durationMs?: number;
+  };
+  workload: WorkloadOptions & { batches: number; changedDocs: number; avgChangedDocsPerBatch: number; avgEventsPerChangedDoc: number };
+  phases: { shipped?: PhaseFigures; perEvent?: PhaseFigures; inMemory?: PhaseFigures };
+  ratios?: { eventsPerSec: number; requestsPerEvent: number; ruPerEvent: number; p50Latency: number };
+  memory?: MemoryRun[];
+  bundle?: BundleFigures & { error?: string };
+  moduleLoad?: LoadFigures & { error?: string };
+  synth?: SynthFigures;
+  targets: Target[];
+}
+
+function figures(name: string, d: DriveResult, tally: Tally, server?: ServerCounts): PhaseFigures {
+  const perSec = d.events / (d.wallMs / 1000);
+  const f: PhaseFigures = {
+    name,
+    events: d.events,
+    batches: d.batches,
+    changes: d.changes,
+    changedDocs: d.changedDocs,
+    wallMs: d.wallMs,
+    eventsPerSec: perSec,
+    latencyP50Ms: percentile(d.latencies, 50),
+    latencyP95Ms: percentile(d.latencies, 95),
+    latencyMaxMs: percentile(d.latencies, 100),
+    processCpuUsPerEvent: d.processCpuUs / d.events,
+    invocationCpuUsPerEvent: d.invocationCpuUs / d.events,
+    peakRssBytes: d.peakRssBytes,
+    rssStartBytes: d.rssStartBytes,
+    tally,
+  };
+  if (server) {
+    const k = server.byKind;
+    const data = (k.read ?? 0) + (k.write ?? 0) + (k.query ?? 0) + (k.readfeed ?? 0);
+    const okWrites = Object.entries(server.byStatus).filter(([s]) => /^write:2/.test(s)).reduce((a, [, n]) => a + n, 0);
+    f.server = {
+      ...server,
+      dataRequests: data,
+      requestsPerEvent: server.total / d.events,
+      dataRequestsPerEvent: data / d.events,
+      writesPerEvent: (k.write ?? 0) / d.events,
+      readsPerEvent: (k.read ?? 0) / d.events,
+      requestsPerChangedDoc: data / d.changedDocs,
+      ruPerEvent: server.ru / d.events,
+      avgWriteBytes: okWrites ? server.writeBytes / okWrites : 0,
+    };
+  }
+  return f;
+}
+
+async function memoryRun(servers: BenchServers, workload: WorkloadOptions, container: string): Promise<MemoryRun> {
+  await servers.createContainer(container);
+  return new Promise((resolve, reject) => {
+    const child = fork(path.join(here, 'memoryChild.ts'), [JSON.stringify(workload)], {
+      execArgv: ['--expose-gc', '--import', 'tsx'],
+      env: { ...process.env, ...localSettingsEnv(servers, container) },
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
+    let result: MemoryRun | undefined;
+    child.on('message', (m) => (result = m as MemoryRun));
+    child.on('exit', (code) => (result ? resolve(result) : reject(new Error(`memory run exited ${code} without a result`))));
+  });
+}
+
+export async function runBench(opts: BenchOptions, command = 'npm run bench'): Promise<BenchResults> {
+  const log = opts.log ?? (() => undefined);
+  const started = performance.now();
+  const w = opts.workload;
+  const results: BenchResults = {
+    meta: {
+      command,
+      startedAt: new Date().toISOString(),
+      node: process.version,
+      platform: `${os.platform()} ${os.arch()}`,
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model ?? 'unknown',
+      loadAvgStart: os.loadavg(),
+      serverMode: opts.servers,
+      ruFormula: RU_FORMULA,
+    },
+    workload: { ...w, batches: 0, changedDocs: 0, avgChangedDocsPerBatch: 0, avgEventsPerChangedDoc: 0 },
+    phases: {},
+    targets: [],
+  };
+
+  log(`generating workload: ${w.devices} devices, ${w.events} events, ${w.partitions} partitions, batches of ${w.batchSize}, burst ${w.burst}`);
+  const workload: Batch[][] = generateWorkload(w);
+  const all = workload.flat();
+  results.workload.batches = all.length;
+  results.workload.changedDocs = all.reduce((a, b) => a + b.changedDocs, 0);
+  results.workload.avgChangedDocsPerBatch = results.workload.changedDocs / all.length;
+  results.workload.avgEventsPerChangedDoc = all.reduce((a, b) => a + b.changes, 0) / results.workload.changedDocs;
+
+  log(`starting the local Cosmos-compatible server and Azurite (${opts.servers})`);
+  const servers = opts.servers === 'child' ? await startServersInChild() : await startServersInProcess();
+  try {
+    // 1. syncTwins as shipped.
+    await servers.createContainer('bench-shipped');
+    const shippedTally = emptyTally();
+    const engine = shippedEngine(servers, 'bench-shipped');
+    log('phase 1/3: syncTwins as shipped (Cosmos SDK → local server)');
+    let before = await servers.counts();
+    const d1 = await drive(workload, syncTwinsInvoker(shippedTally), { expectedBatches: all.length });
+    let after = await servers.counts();
+    results.phases.shipped = figures('syncTwins (shipped)', d1, shippedTally, diffCounts(before, after));
+    results.phases.shipped.cache = { entries: engine.cache.size, bytes: engine.cache.totalBytes };
+    useEngine(undefined);
+
+    // 2. per-event strategy.
+    await servers.createContainer('bench-per-event');
+    const perEvent = PerEventStrategy.fromServers(servers, 'bench-per-event');
+    log('phase 2/3: per-event read → merge → guarded replace');
+    before = await servers.counts();
+    const d2 = await drive(workload, perEvent.invoker(), { expectedBatches: all.length });
+    after = await servers.counts();
+    results.phases.perEvent = figures('per-event (baseline)', d2, perEvent.tally, diffCounts(before, after));
+
+    // 3. syncTwins on an in-memory store: a warm-up pass on a throwaway engine, then the measured pass.
+    log('phase 3/3: syncTwins on an in-memory store (handler CPU)');
+    inMemoryEngine();
+    await drive(workload.map((p) => p.slice(0, Math.ceil(p.length / 5))), syncTwinsInvoker(emptyTally()));
+    const memTally = emptyTally();
+    const mem = inMemoryEngine();
+    const d3 = await drive(workload, syncTwinsInvoker(memTally), { measureInvocationCpu: true, expectedBatches: all.length });
+    results.phases.inMemory = figures('syncTwins (in-memory store)', d3, memTally);
+    results.phases.inMemory.cache = { entries: mem.engine.cache.size, bytes: mem.engine.cache.totalBytes };
+    useEngine(undefined);
+
+    const s = results.phases.shipped.server!;
+    const p = results.phases.perEvent.server!;
+    results.ratios = {
+      eventsPerSec: results.phases.shipped.eventsPerSec / results.phases.perEvent.eventsPerSec,
+      requestsPerEvent: s.requestsPerEvent / p.requestsPerEvent,
+      ruPerEvent: s.ruPerEvent / p.ruPerEvent,
+      p50Latency: results.phases.shipped.latencyP50Ms / results.phases.perEvent.latencyP50Ms,
+    };
+
+    // Memory: fresh processes, growing device counts, the same number of events.
+    if (opts.memory) {
+      results.memory = [];
+      for (const devices of opts.memory.devices) {
+        log(`memory run: ${devices} devices, ${opts.memory.events} events (fresh process)`);
+        results.memory.push(await memoryRun(servers, { ...w, devices, events: opts.memory.events }, `bench-memory-${devices}`));
+      }
+    }
+  } finally {
+    await servers.close();
+  }
+
+  if (opts.artifacts) {
+    log('bundle and module load');
+    const outRoot = path.join(here, 'out');
+    try {
+      results.bundle = await buildBundle(outRoot);
+      try {
+        results.moduleLoad = await measureModuleLoad(results.bundle.dir);
+      } catch (err) {
+        results.moduleLoad = { runs: [], medianMs: NaN, registered: [], error: (err as Error).message };
+      }
+    } catch (err) {
+      results.bundle = { builder: 'none', dir: '', bundleFile: '', bundleBytes: NaN, minifiedBytes: NaN, topPackages: [], error: (err as Error).message };
+    }
+  }
+  if (opts.synth) {
+    log('npm run synth');
+    results.synth = await measureSynth();
+  }
+  results.targets = evaluateTargets(results);
+  results.meta.loadAvgEnd = os.loadavg();
+  results.meta.durationMs = performance.now() - started;
+  return results;
+}
+
+function target(name: string, targetText: string, measured: number | undefined, limit: number, direction: 'min' | 'max', fmt: (n: number) => string): Target {
+  if (measured === undefined || Number.isNaN(measured)) return { name, target: targetText, measured: 'not available', pass: null, margin: '' };
+  const pass = direction === 'min' ? measured >= limit : measured <= limit;
+  const rel = Math.abs(measured - limit) / limit;
+  const pct = `${(rel * 100).toFixed(rel < 0.1 ? 1 : 0)}%`;
+  const margin = direction === 'min' ? (pass ? `${pct} above the floor` : `${pct} below the floor`) : pass ? `${pct} under the limit` : `${pct} over the limit`;
+  return { name, target: targetText, measured: fmt(measured), pass, margin };
+}
+
+export function evaluateTargets(r: BenchResults): Target[] {
+  const x = (n: number) => `${n.toFixed(2)}×`;
+  const t: Target[] = [];
+  t.push(target('throughput vs per-event', '≥ 5× events/s', r.ratios?.eventsPerSec, 5, 'min', x));
+  t.push(target('requests/event vs per-event', '≤ 0.5×', r.ratios?.requestsPerEvent, 0.5, 'max', (n) => `${n.toFixed(3)}×`));
+  t.push(target('requests per changed doc per batch', '≤ 1.1 (floor 1.0)', r.phases.shipped?.server?.requestsPerChangedDoc, 1.1, 'max', (n) => n.toFixed(3)));
+  t.push(target('handler CPU', '≤ 50 µs/event', r.phases.inMemory?.invocationCpuUsPerEvent, 50, 'max', (n) => `${n.toFixed(1)} µs`));
+  t.push(target('bundle size', '≤ 1 MB (1,000,000 B)', r.bundle?.bundleBytes, 1_000_000, 'max', (n) => `${(n / 1e6).toFixed(2)} MB`));
+  t.push(target('module load', '≤ 150 ms', r.moduleLoad?.medianMs, 150, 'max', (n) => `${n.toFixed(0)} ms`));
+  t.push(target('synth (all stacks)', '≤ 5 s', r.synth?.ms === undefined ? undefined : r.synth.ms / 1000, 5, 'max', (n) => `${n.toFixed(2)} s`));
+  return t;
+}

@@ -1,0 +1,197 @@
+/**
+ * The local Cosmos-compatible server (@vercel/cosmosdb-server) and Azurite, metered at the server:
+ * every request is classified the way Cosmos bills it (testkit's classifyRequest) and priced from its
+ * bytes (ru.ts). The bench runs them in a child process by default, so the bench process's CPU and
+ * memory figures are the client's own (in Azure, Cosmos DB is not in the function's process either);
+ * tests run them in-process.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import https from 'node:https';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CosmosClient } from '@azure/cosmos';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { classifyRequest, DATABASE, LOCAL_COSMOS_KEY, startAzurite } from '../testkit/servers';
+import { requestRu } from './ru';
+
+const require = createRequire(import.meta.url);
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+export const DEADLETTER_CONTAINER = 'deadletters';
+
+export interface ServerCounts {
+  total: number;
+  byKind: Record<string, number>;
+  byStatus: Record<string, number>;
+  /** Estimated RU (ru.ts), total and by kind. */
+  ru: number;
+  ruByKind: Record<string, number>;
+  /** Body bytes of successful writes and of successful point reads. */
+  writeBytes: number;
+  readBytes: number;
+}
+
+export interface BenchServers {
+  cosmosEndpoint: string;
+  cosmosKey: string;
+  database: string;
+  blobConnectionString: string;
+  deadLetterContainer: string;
+  /** Where the servers run: their CPU and memory are not the bench process's when 'child'. */
+  mode: 'child' | 'in-process';
+  counts(): Promise<ServerCounts>;
+  /** Creates an empty replica container (partitioned by /deviceId), as the infra does. */
+  createContainer(name: string): Promise<void>;
+  /** Dead letters stored in Azurite so far. */
+  deadLetterBlobs(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export function emptyCounts(): ServerCounts {
+  return { total: 0, byKind: {}, byStatus: {}, ru: 0, ruByKind: {}, writeBytes: 0, readBytes: 0 };
+}
+
+/** b − a, field by field. */
+export function diffCounts(a: ServerCounts, b: ServerCounts): ServerCounts {
+  const sub = (x: Record<string, number>, y: Record<string, number>) => {
+    const out: Record<string, number> = {};
+    for (const k of new Set([...Object.keys(x), ...Object.keys(y)])) {
+      const v = (y[k] ?? 0) - (x[k] ?? 0);
+      if (v !== 0) out[k] = v;
+    }
+    return out;
+  };
+  return {
+    total: b.total - a.total,
+    byKind: sub(a.byKind, b.byKind),
+    byStatus: sub(a.byStatus, b.byStatus),
+    ru: b.ru - a.ru,
+    ruByKind: sub(a.ruByKind, b.ruByKind),
+    writeBytes: b.writeBytes - a.writeBytes,
+    readBytes: b.readBytes - a.readBytes,
+  };
+}
+
+export async function startServersInProcess(): Promise<BenchServers> {
+  const { createHttpsServer } = require('@vercel/cosmosdb-server');
+  const server = createHttpsServer({ keepAlive: true });
+  const counts = emptyCounts();
+  // Prepended so that the response is wrapped before the server's own handler writes it.
+  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+    const kind = classifyRequest(req.method ?? '', req.url ?? '', req.headers as Record<string, unknown>);
+    const requestBytes = Number(req.headers['content-length'] ?? 0) || 0;
+    let responseBytes = 0;
+    const write = res.write.bind(res) as (...args: unknown[]) => boolean;
+    const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+    const measure = (chunk: unknown) => {
+      if (typeof chunk === 'string') responseBytes += Buffer.byteLength(chunk);
+      else if (chunk instanceof Uint8Array) responseBytes += chunk.byteLength;
+    };
+    (res as { write: unknown }).write = (chunk: unknown, ...rest: unknown[]) => {
+      measure(chunk);
+      return write(chunk, ...rest);
+    };
+    (res as { end: unknown }).end = (chunk?: unknown, ...rest: unknown[]) => {
+      if (typeof chunk !== 'function') measure(chunk);
+      return end(chunk, ...rest);
+    };
+    res.on('finish', () => {
+      const status = res.statusCode;
+      counts.total++;
+      counts.byKind[kind] = (counts.byKind[kind] ?? 0) + 1;
+      const sk = `${kind}:${status}`;
+      counts.byStatus[sk] = (counts.byStatus[sk] ?? 0) + 1;
+      const ru = requestRu(kind, status, requestBytes, responseBytes);
+      counts.ru += ru;
+      counts.ruByKind[kind] = (counts.ruByKind[kind] ?? 0) + ru;
+      if (status >= 200 && status < 300) {
+        if (kind === 'write') counts.writeBytes += requestBytes;
+        if (kind === 'read') counts.readBytes += responseBytes;
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const cosmosEndpoint = `https://127.0.0.1:${port}`;
+  const client = new CosmosClient({
+    endpoint: cosmosEndpoint,
+    key: LOCAL_COSMOS_KEY,
+    agent: new https.Agent({ rejectUnauthorized: false, keepAlive: true }),
+    connectionPolicy: { enableEndpointDiscovery: false },
+  });
+  const { database } = await client.databases.createIfNotExists({ id: DATABASE });
+  const blob = await startAzurite();
+  const blobService = BlobServiceClient.fromConnectionString(blob.connectionString);
+  const deadLetters = blobService.getContainerClient(DEADLETTER_CONTAINER);
+  await deadLetters.createIfNotExists();
+  return {
+    cosmosEndpoint,
+    cosmosKey: LOCAL_COSMOS_KEY,
+    database: DATABASE,
+    blobConnectionString: blob.connectionString,
+    deadLetterContainer: DEADLETTER_CONTAINER,
+    mode: 'in-process',
+    counts: async () => structuredClone(counts),
+    createContainer: async (name) => {
+      await database.containers.createIfNotExists({ id: name, partitionKey: { paths: ['/deviceId'] } });
+    },
+    deadLetterBlobs: async () => {
+      let n = 0;
+      for await (const _ of deadLetters.listBlobsFlat()) n++;
+      return n;
+    },
+    close: async () => {
+      client.dispose();
+      server.closeAllConnections?.();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await blob.close();
+    },
+  };
+}
+
+type Reply = { id: number; result?: unknown; error?: string };
+
+/** Starts the servers in a child Node process (bench/serverChild.ts) and talks to it over IPC. */
+export async function startServersInChild(): Promise<BenchServers> {
+  const child: ChildProcess = fork(path.join(here, 'serverChild.ts'), [], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const pending = new Map<number, (r: Reply) => void>();
+  let nextId = 1;
+  const ready = new Promise<Omit<BenchServers, 'mode' | 'counts' | 'createContainer' | 'deadLetterBlobs' | 'close'>>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`server child exited (${code})`)));
+    child.on('message', (m: { ready?: Record<string, string> } & Reply) => {
+      if (m.ready) resolve(m.ready as never);
+      else pending.get(m.id)?.(m);
+    });
+  });
+  const call = (op: string, arg?: unknown) =>
+    new Promise<unknown>((resolve, reject) => {
+      const id = nextId++;
+      pending.set(id, (r) => {
+        pending.delete(id);
+        if (r.error) reject(new Error(r.error));
+        else resolve(r.result);
+      });
+      child.send({ id, op, arg });
+    });
+  const info = await ready;
+  return {
+    ...info,
+    mode: 'child',
+    counts: () => call('counts') as Promise<ServerCounts>,
+    createContainer: async (name) => {
+      await call('createContainer', name);
+    },
+    deadLetterBlobs: () => call('deadLetterBlobs') as Promise<number>,
+    close: async () => {
+      await call('close').catch(() => undefined);
+      child.disconnect?.();
+      await new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
+    },
+  };
+}

@@ -1,0 +1,285 @@
+/**
+ * The three ways the bench pushes the workload through, and the driver that times them.
+ *
+ * 1. shipped: the real `syncTwins` handler, a real InvocationContext, the engine built from app settings
+ *    (config.ts: @azure/cosmos SDK, dead letters to Azurite), against the local Cosmos-compatible server.
+ * 2. per-event: a careful port of the original design: for each event, point-read the document, merge in
+ *    memory (the same rules as the engine, so both produce the same documents), replace with an ETag
+ *    guard or create when absent, awaited, one event after another.
+ * 3. in-memory: the real `syncTwins` on a SyncEngine with MemoryTwinStore: the handler's own CPU.
+ *
+ * Partitions run concurrently, each one invocation at a time, as the Event Hubs trigger does.
+ */
+import functionsLib from '@azure/functions';
+import type { InvocationContext as Context } from '@azure/functions';
+import type { Container } from '@azure/cosmos';
+import { createCosmosClient, createEngine, readSettings } from '../functions/src/config';
+import { syncTwins, SYNC_RETRY, toRawEvents, useEngine } from '../functions/src/functions/syncTwins';
+import { SyncEngine, type SyncSummary } from '../functions/src/sync/engine';
+import { classify } from '../functions/src/sync/events';
+import { encodeDocId } from '../functions/src/sync/ids';
+import { applyEvent } from '../functions/src/sync/rules';
+import type { DeadLetter, DeadLetterSink } from '../functions/src/sync/ports';
+import type { TwinDoc } from '../functions/src/sync/types';
+import { BlobDeadLetterSink, fromConnectionString } from '../functions/src/adapters/blobDeadLetters';
+import { stripSystemFields } from '../functions/src/adapters/cosmosStore';
+import { MemoryTwinStore } from '../functions/src/adapters/memoryStore';
+import { MemoryDeadLetterSink } from '../functions/src/adapters/memoryDeadLetters';
+import type { Batch } from './workload';
+
+// The library is CommonJS built by webpack: Node's ESM loader cannot see its named class exports.
+const { InvocationContext } = functionsLib;
+type InvocationContext = Context;
+import type { BenchServers } from './servers';
+
+/** Counters every strategy reports, in the engine's terms. */
+export interface Tally {
+  invocations: number;
+  failedInvocations: number;
+  received: number;
+  applied: number;
+  stale: number;
+  skipped: number;
+  deadLettered: number;
+  retrying: number;
+  documents: number;
+  writes: number;
+  reads: number;
+  conflicts: number;
+  queries: number;
+  /** Summary lines the handler logged ("syncTwins summary {json}") that agree with what it returned. */
+  loggedSummaries: number;
+}
+
+export function emptyTally(): Tally {
+  return { invocations: 0, failedInvocations: 0, received: 0, applied: 0, stale: 0, skipped: 0, deadLettered: 0, retrying: 0, documents: 0, writes: 0, reads: 0, conflicts: 0, queries: 0, loggedSummaries: 0 };
+}
+
+function addSummary(t: Tally, s: SyncSummary): void {
+  t.received += s.received;
+  t.applied += s.applied;
+  t.stale += s.stale;
+  t.skipped += s.skipped;
+  t.deadLettered += s.deadLettered;
+  t.retrying += s.retrying;
+  t.documents += s.documents;
+  t.writes += s.writes;
+  t.reads += s.reads;
+  t.conflicts += s.conflicts;
+  t.queries += s.queries;
+}
+
+export interface DriveResult {
+  events: number;
+  changes: number;
+  changedDocs: number;
+  batches: number;
+  wallMs: number;
+  /** Wall time of each invocation, ms. */
+  latencies: number[];
+  /** Process CPU (user + system) over the whole phase, µs. */
+  processCpuUs: number;
+  /** Process CPU measured around each invocation only, µs (meaningful when nothing else runs in the process). */
+  invocationCpuUs: number;
+  rssStartBytes: number;
+  peakRssBytes: number;
+  /** RSS after each quarter of the batches. */
+  rssCheckpoints: number[];
+}
+
+export type Invoke = (batch: Batch) => Promise<void>;
+
+/** Runs the partitions concurrently, each one batch at a time, timing every invocation. */
+export async function drive(
+  partitions: Iterable<Batch>[],
+  invoke: Invoke,
+  opts: {
+    expectedBatches?: number;
+    /**
+     * Measure process CPU around each invocation. process.cpuUsage() is process-wide, so overlapping
+     * invocations would be counted several times: this also runs the partitions one after another.
+     */
+    measureInvocationCpu?: boolean;
+  } = {},
+): Promise<DriveResult> {
+  const result: DriveResult = { events: 0, changes: 0, changedDocs: 0, batches: 0, wallMs: 0, latencies: [], processCpuUs: 0, invocationCpuUs: 0, rssStartBytes: process.memoryUsage.rss(), peakRssBytes: 0, rssCheckpoints: [] };
+  let peak = result.rssStartBytes;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage.rss());
+  }, 20);
+  const quarter = opts.expectedBatches ? Math.max(1, Math.ceil(opts.expectedBatches / 4)) : 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const runPartition = async (batches: Iterable<Batch>) => {
+    for (const batch of batches) {
+      const c0 = opts.measureInvocationCpu ? process.cpuUsage() : undefined;
+      const started = performance.now();
+      await invoke(batch);
+      result.latencies.push(performance.now() - started);
+      if (c0) {
+        const c = process.cpuUsage(c0);
+        result.invocationCpuUs += c.user + c.system;
+      }
+      result.batches++;
+      result.events += batch.trigger.messages.length;
+      result.changes += batch.changes;
+      result.changedDocs += batch.changedDocs;
+      if (quarter && result.batches % quarter === 0) {
+        const rss = process.memoryUsage.rss();
+        peak = Math.max(peak, rss);
+        result.rssCheckpoints.push(rss);
+      }
+    }
+  };
+  if (opts.measureInvocationCpu) for (const p of partitions) await runPartition(p);
+  else await Promise.all(partitions.map(runPartition));
+  result.wallMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  result.processCpuUs = cpu.user + cpu.system;
+  clearInterval(sampler);
+  result.peakRssBytes = Math.max(peak, process.memoryUsage.rss());
+  return result;
+}
+
+function contextFor(batch: Batch, onLog: (level: string, message: string) => void): InvocationContext {
+  return new InvocationContext({
+    invocationId: `bench-${batch.partitionId}-${batch.index}`,
+    functionName: 'syncTwins',
+    triggerMetadata: batch.trigger.triggerMetadata,
+    // As the host passes it when the function has a retry policy (first try).
+    retryContext: { retryCount: 0, maxRetryCount: SYNC_RETRY.maxRetryCount },
+    logHandler: (level, ...args) => onLog(level, args.map(String).join(' ')),
+  });
+}
+
+/** Invokes the real handler exactly as the host would, and checks the summary it logs against what it returns. */
+export function syncTwinsInvoker(tally: Tally, opts: { measureCpu?: (us: number) => void } = {}): Invoke {
+  return async (batch) => {
+    let logged: SyncSummary | undefined;
+    const context = contextFor(batch, (_level, message) => {
+      const m = /^syncTwins summary (.*)$/s.exec(message);
+      if (m) logged = JSON.parse(m[1]) as SyncSummary;
+    });
+    tally.invocations++;
+    try {
+      const summary = await syncTwins(batch.trigger.messages, context);
+      addSummary(tally, summary);
+      if (logged && logged.received === summary.received && logged.writes === summary.writes) tally.loggedSummaries++;
+    } catch (err) {
+      tally.failedInvocations++;
+      if (logged) addSummary(tally, logged);
+      if (tally.failedInvocations <= 3) console.error(`invocation ${context.invocationId} failed: ${(err as Error).message}`);
+    }
+  };
+}
+
+/** Env settings that make config.ts build the engine against the local servers (loopback only). */
+export function localSettingsEnv(servers: BenchServers, container: string): Record<string, string> {
+  return {
+    COSMOS_ENDPOINT: servers.cosmosEndpoint,
+    COSMOS_DATABASE: servers.database,
+    COSMOS_CONTAINER: container,
+    COSMOS_KEY: servers.cosmosKey,
+    DEADLETTER_CONNECTION_STRING: servers.blobConnectionString,
+    DEADLETTER_CONTAINER: servers.deadLetterContainer,
+  };
+}
+
+/**
+ * Strategy 1: sets the app settings in process.env and builds the engine with config.ts's own factory
+ * (what syncTwins does on its first invocation; done here so the bench can read the cache's size).
+ */
+export function shippedEngine(servers: BenchServers, container: string): SyncEngine {
+  Object.assign(process.env, localSettingsEnv(servers, container));
+  const engine = createEngine(readSettings());
+  useEngine(engine);
+  return engine;
+}
+
+/** Strategy 3: the real handler on an in-memory store. */
+export function inMemoryEngine(): { engine: SyncEngine; store: MemoryTwinStore; deadLetters: MemoryDeadLetterSink } {
+  const store = new MemoryTwinStore();
+  const deadLetters = new MemoryDeadLetterSink();
+  const engine = new SyncEngine({ store, deadLetters });
+  useEngine(engine);
+  return { engine, store, deadLetters };
+}
+
+/**
+ * Strategy 2: one event at a time: point read → merge → guarded replace (or create), awaited.
+ * A 412/409 (someone wrote in between) re-reads and retries that event; a stale event costs its read only.
+ */
+export class PerEventStrategy {
+  readonly tally = emptyTally();
+
+  constructor(readonly container: Container, readonly deadLetters: DeadLetterSink) {}
+
+  static fromServers(servers: BenchServers, container: string): PerEventStrategy {
+    const client = createCosmosClient({ cosmosEndpoint: servers.cosmosEndpoint, cosmosKey: servers.cosmosKey });
+    const { containerUrl, auth } = fromConnectionString(servers.blobConnectionString, servers.deadLetterContainer);
+    return new PerEventStrategy(client.database(servers.database).container(container), new BlobDeadLetterSink(containerUrl, auth));
+  }
+
+  invoker(): Invoke {
+    return async (batch) => {
+      const context = contextFor(batch, () => undefined);
+      await this.handle(batch.trigger.messages, context);
+    };
+  }
+
+  async handle(messages: unknown[], context: InvocationContext): Promise<void> {
+    const t = this.tally;
+    t.invocations++;
+    const raws = toRawEvents(messages, context.triggerMetadata as Record<string, unknown>);
+    t.received += raws.length;
+    for (const [i, raw] of raws.entries()) {
+      const c = classify(raw);
+      if (c.type === 'skip') {
+        t.skipped++;
+        continue;
+      }
+      if (c.type === 'poison') {
+        await this.deadLetter({ reason: c.reason, detail: c.detail, deadLetteredAt: new Date().toISOString(), invocationId: context.invocationId, sequenceNumber: i, event: raw });
+        continue;
+      }
+      const key = c.event.key;
+      const id = encodeDocId(key);
+      t.documents++;
+      for (let attempt = 0; ; attempt++) {
+        t.reads++;
+        let current: { doc: TwinDoc; etag: string } | undefined;
+        try {
+          const r = await this.container.item(id, key.deviceId).read<TwinDoc>();
+          if (r.resource) current = { doc: stripSystemFields(r.resource), etag: r.etag };
+        } catch (err) {
+          if ((err as { code?: number }).code !== 404) throw err;
+        }
+        const { doc, outcome } = applyEvent(current?.doc, c.event);
+        if (outcome === 'stale' || doc === undefined || doc === current?.doc) {
+          t.stale++;
+          break;
+        }
+        const next: TwinDoc = { ...doc, replica: { ...doc.replica, syncedAt: new Date().toISOString() } };
+        try {
+          t.writes++;
+          if (current) await this.container.item(id, key.deviceId).replace(next, { accessCondition: { type: 'IfMatch', condition: current.etag } });
+          else await this.container.items.create(next, { disableAutomaticIdGeneration: true });
+          t.applied++;
+          break;
+        } catch (err) {
+          const code = (err as { code?: number }).code;
+          if ((code === 412 || code === 409) && attempt < 5) {
+            t.conflicts++;
+            continue;
+          }
+          throw err;
+        }
+      }
+    }
+  }
+
+  private async deadLetter(record: DeadLetter): Promise<void> {
+    await this.deadLetters.write([record]);
+    this.tally.deadLettered++;
+  }
+}

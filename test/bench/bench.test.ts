@@ -1,0 +1,121 @@
+/**
+ * The bench's accounting on a tiny workload (in-process servers): what it counts must add up. No timing
+ * assertions: figures are printed by `npm run bench`, never asserted.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runBench, type BenchResults } from '../../bench/run';
+import { readRu, writeRu } from '../../bench/ru';
+import { DEFAULT_WORKLOAD, generateWorkload, type WorkloadOptions } from '../../bench/workload';
+
+const tiny: WorkloadOptions = { ...DEFAULT_WORKLOAD, devices: 12, events: 600, partitions: 2, batchSize: 50, burst: 4, interleave: 4, poisonRate: 0.01, seed: 7 };
+
+describe('bench accounting (tiny workload, in-process servers)', () => {
+  let r: BenchResults;
+  beforeAll(async () => {
+    r = await runBench({ workload: tiny, servers: 'in-process', artifacts: false, synth: false });
+  });
+
+  it('every strategy saw every event, and its outcomes add up to what it received', () => {
+    for (const p of [r.phases.shipped!, r.phases.perEvent!, r.phases.inMemory!]) {
+      expect(p.events).toBe(tiny.events);
+      expect(p.batches).toBe(r.workload.batches);
+      const t = p.tally;
+      expect(t.failedInvocations).toBe(0);
+      expect(t.received).toBe(tiny.events);
+      expect(t.applied + t.stale + t.skipped + t.deadLettered + t.retrying).toBe(t.received);
+      // The workload has no replays, so every change applies and only poison is dead-lettered.
+      expect(t.applied).toBe(p.changes);
+      expect(t.deadLettered).toBe(tiny.events - p.changes);
+    }
+    expect(r.phases.shipped!.tally.deadLettered).toBeGreaterThan(0);
+  });
+
+  it('the shipped handler logged a summary matching what it returned, on every invocation', () => {
+    const t = r.phases.shipped!.tally;
+    expect(t.loggedSummaries).toBe(t.invocations);
+    expect(r.phases.inMemory!.tally.loggedSummaries).toBe(r.phases.inMemory!.tally.invocations);
+  });
+
+  it('the server counted exactly the reads and writes the engine reports, one write per changed document per batch', () => {
+    const s = r.phases.shipped!;
+    const k = s.server!.byKind;
+    expect(k.write).toBe(s.tally.writes);
+    expect(k.read ?? 0).toBe(s.tally.reads);
+    expect(s.server!.total).toBeGreaterThanOrEqual(k.write);
+    expect(s.tally.writes).toBe(s.changedDocs);
+    expect(s.server!.requestsPerChangedDoc).toBeGreaterThanOrEqual(1);
+    expect(s.tally.documents).toBe(s.changedDocs);
+  });
+
+  it('the per-event strategy costs exactly one read and one write per change', () => {
+    const p = r.phases.perEvent!;
+    const k = p.server!.byKind;
+    expect(k.read).toBe(p.changes);
+    expect(k.write).toBe(p.changes);
+    expect(p.server!.dataRequests).toBe(2 * p.changes);
+    // Every document is new at its first event: those reads are 404s, then creates.
+    expect(p.server!.byStatus['read:404']).toBe(tiny.devices);
+    expect(p.server!.byStatus['write:201']).toBe(tiny.devices);
+  });
+
+  it('requests and RU are priced from the bytes at the server, and the ratios come from them', () => {
+    const s = r.phases.shipped!.server!;
+    const p = r.phases.perEvent!.server!;
+    expect(s.ru).toBeGreaterThan(0);
+    expect(s.ru).toBeLessThan(p.ru);
+    expect(s.avgWriteBytes).toBeGreaterThan(tiny.minDocBytes * 0.8);
+    expect(s.avgWriteBytes).toBeLessThan(tiny.maxDocBytes * 1.2);
+    expect(r.ratios!.requestsPerEvent).toBeCloseTo(s.requestsPerEvent / p.requestsPerEvent, 10);
+    expect(r.phases.inMemory!.invocationCpuUsPerEvent).toBeGreaterThan(0);
+    expect(r.targets.find((t) => t.name === 'bundle size')!.pass).toBeNull();
+  });
+});
+
+describe('RU formula', () => {
+  it('goes through the published points', () => {
+    expect(writeRu(1024)).toBeCloseTo(5, 6);
+    expect(writeRu(4096)).toBeCloseTo(6.7, 6);
+    expect(writeRu(16384)).toBeCloseTo(9.5, 6);
+    expect(writeRu(300)).toBe(5);
+    expect(writeRu(2048)).toBeGreaterThan(5);
+    expect(writeRu(2048)).toBeLessThan(6.7);
+    expect(readRu(1024)).toBeCloseTo(1, 6);
+    expect(readRu(100 * 1024)).toBeCloseTo(10, 6);
+    expect(readRu(10)).toBe(1);
+  });
+});
+
+describe('workload', () => {
+  it('is reproducible from its seed', () => {
+    const a = generateWorkload(tiny).flat().map((b) => b.trigger.messages);
+    const b = generateWorkload(tiny).flat().map((b) => b.trigger.messages);
+    expect(a).toEqual(b);
+  });
+
+  it('bursts put several events of one device in a batch; --burst 1 does not', () => {
+    const stats = (burst: number) => {
+      const batches = generateWorkload({ ...tiny, devices: 200, events: 2_000, poisonRate: 0, burst }).flat();
+      return batches.reduce((a, b) => a + b.changes, 0) / batches.reduce((a, b) => a + b.changedDocs, 0);
+    };
+    expect(stats(5)).toBeGreaterThan(2.5);
+    // Without bursts, repeats are only chance: two random picks of the same device (100 per partition here).
+    expect(stats(1)).toBeLessThan(1.5);
+  });
+
+  it('keeps a device in one partition and its versions increasing', () => {
+    const seen = new Map<string, { partition: string; version: number }>();
+    for (const batch of generateWorkload({ ...tiny, poisonRate: 0 }).flat()) {
+      batch.trigger.messages.forEach((m, i) => {
+        const props = batch.trigger.triggerMetadata.propertiesArray[i] as Record<string, unknown>;
+        const id = String(props.deviceId);
+        const body = JSON.parse(String(m)) as { version?: number };
+        const prev = seen.get(id);
+        if (prev) expect(prev.partition).toBe(batch.partitionId);
+        const version = body.version ?? prev?.version ?? 0;
+        if (prev && props.opType === 'updateTwin') expect(version).toBeGreaterThan(prev.version);
+        seen.set(id, { partition: batch.partitionId, version });
+      });
+    }
+    expect(seen.size).toBe(tiny.devices);
+  });
+});
