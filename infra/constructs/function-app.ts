@@ -137,12 +137,13 @@ export interface FunctionCodeProps {
 export const DEPLOY_SCRIPT = [
   'set -euo pipefail',
   // No "${" anywhere: Terraform would read it as interpolation.
-  // OneDeploy (/api/publish) is the Flex Consumption deployment API; the platform writes
-  // the package to the deployment container and syncs triggers. A new role assignment for
-  // the app identity on that container can take minutes to apply: retry meanwhile.
-  'for attempt in 1 2 3 4 5 6 7 8 9 10; do',
-  '  if az functionapp deployment source config-zip --subscription "$SUBSCRIPTION_ID" --resource-group "$RESOURCE_GROUP" --name "$FUNCTION_APP" --src "$PACKAGE_ZIP" --timeout 600; then break; fi',
-  '  if [ "$attempt" = 10 ]; then echo "deploying $PACKAGE_ZIP to $FUNCTION_APP failed 10 times" >&2; exit 1; fi',
+  // OneDeploy (/api/publish) is the Flex Consumption deployment API (this CLI command uses it
+  // for Flex apps); the platform writes the package to the deployment container with the
+  // app's identity and syncs triggers. A new role assignment for that identity can take up to
+  // ~20 minutes to apply on a first deploy: retry meanwhile.
+  'for attempt in $(seq 1 40); do',
+  '  if az functionapp deployment source config-zip --subscription "$SUBSCRIPTION_ID" --resource-group "$RESOURCE_GROUP" --name "$FUNCTION_APP" --src "$PACKAGE_ZIP"; then break; fi',
+  '  if [ "$attempt" = 40 ]; then echo "deploying $PACKAGE_ZIP to $FUNCTION_APP failed 40 times" >&2; exit 1; fi',
   '  echo "deploy attempt $attempt failed; retrying in 30 s" >&2; sleep 30',
   'done',
   'az rest --method post --url "https://management.azure.com$FUNCTION_APP_ID/syncfunctiontriggers?api-version=2024-04-01"',
