@@ -36,13 +36,40 @@ export function mergePatch(target: JsonObject | undefined, patch: JsonObject, de
 export function mergeSection(target: JsonObject | undefined, patch: JsonObject): JsonObject {
   const deleted: string[][] = [];
   const merged = mergePatch(target, patch, deleted);
-  if (deleted.length === 0 || !isObject(merged.$metadata)) return merged;
+  // A key set to a plain value (it may have been an object) keeps no metadata of children it no longer has.
+  const values: string[][] = [];
+  collectValuePaths(patch, [], values);
+  if ((deleted.length === 0 && values.length === 0) || !isObject(merged.$metadata)) return merged;
   let metadata: JsonObject = merged.$metadata;
   for (const path of deleted) {
     if (path[0] === '$metadata' || path[0] === '$version') continue;
     metadata = removePath(metadata, path);
   }
+  for (const path of values) metadata = removeChildren(metadata, path);
   return { ...merged, $metadata: metadata };
+}
+
+function collectValuePaths(patch: JsonObject, path: string[], out: string[][]): void {
+  for (const key of Object.keys(patch)) {
+    if (path.length === 0 && (key === '$metadata' || key === '$version')) continue;
+    const value = patch[key];
+    if (isObject(value)) collectValuePaths(value, [...path, key], out);
+    else if (value !== null) out.push([...path, key]);
+  }
+}
+
+/** Removes the entries of children (keys not starting with `$`) under the metadata node at `path`. */
+function removeChildren(obj: JsonObject, path: string[]): JsonObject {
+  const [head, ...rest] = path;
+  const child = obj[head];
+  if (!isObject(child)) return obj;
+  if (rest.length > 0) {
+    const next = removeChildren(child, rest);
+    return next === child ? obj : { ...obj, [head]: next };
+  }
+  const kept = Object.keys(child).filter((k) => k.startsWith('$'));
+  if (kept.length === Object.keys(child).length) return obj;
+  return { ...obj, [head]: Object.fromEntries(kept.map((k) => [k, child[k]])) };
 }
 
 function removePath(obj: JsonObject, path: string[]): JsonObject {
