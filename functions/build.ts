@@ -51,7 +51,11 @@ export const HOST_JSON = {
 export interface BuildFunctionsPackageOptions {
   /** Folder to (re)create; it receives host.json, package.json and dist/index.cjs. */
   outDir: string;
-  /** @default false (readable stack traces in Application Insights) */
+  /**
+   * Minified, the bundle stays under the 1 MB target (about 0.85 MB against 1.9 MB unminified); the
+   * external source map (dist/index.cjs.map) keeps stack traces decodable.
+   * @default true
+   */
   minify?: boolean;
   /** Entry module. @default functions/src/index.ts */
   entry?: string;
@@ -78,8 +82,8 @@ export async function buildFunctionsPackage(
     target: 'node22',
     format: 'cjs',
     external: ['@azure/functions-core'],
-    minify: opts.minify ?? false,
-    sourcemap: false,
+    minify: opts.minify ?? true,
+    sourcemap: (opts.minify ?? true) ? 'external' : false,
     legalComments: 'none',
     logLevel: 'warning',
     // Deterministic output: no absolute paths of the build machine in the bundle.
