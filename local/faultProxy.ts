@@ -1,0 +1,151 @@
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { isLoopback } from '../functions/src/config';
+import { Rng } from './random';
+
+const require = createRequire(import.meta.url);
+
+/**
+ * A loopback HTTPS proxy between the Cosmos DB SDK and the local Cosmos-compatible server, for the
+ * faults the server cannot produce: throttling (429 with `x-ms-retry-after-ms`, as Cosmos DB answers
+ * when a partition is over its RU budget), slow responses, and the endpoint going away and coming back
+ * (connections refused and open sockets cut). The SDK's own retry logic is what meets these faults.
+ * It serves the local server's self-signed certificate: the SDK accepts it only for loopback endpoints.
+ */
+export interface ProxyStats {
+  forwarded: number;
+  throttled: number;
+  dropped: number;
+}
+
+export interface FaultProxyOptions {
+  /** The local server's endpoint (must be loopback). */
+  upstream: string;
+  /** Probability that any request is answered 429. @default 0 */
+  throttleRate?: number;
+  /** `x-ms-retry-after-ms` on injected 429s. @default 5 */
+  retryAfterMs?: number;
+  /** Added latency per request, in ms. @default 0 */
+  delayMs?: number;
+  seed?: number;
+}
+
+export class FaultProxy {
+  readonly stats: ProxyStats = { forwarded: 0, throttled: 0, dropped: 0 };
+  throttleRate: number;
+  retryAfterMs: number;
+  delayMs: number;
+  private throttleBudget = 0;
+  private server?: https.Server;
+  private port = 0;
+  private readonly upstream: URL;
+  private readonly agent = new https.Agent({ keepAlive: true, rejectUnauthorized: false });
+  private readonly rng: Rng;
+
+  constructor(private readonly options: FaultProxyOptions) {
+    if (!isLoopback(options.upstream)) throw new Error(`the fault proxy forwards to loopback only, not ${options.upstream}`);
+    this.upstream = new URL(options.upstream);
+    this.throttleRate = options.throttleRate ?? 0;
+    this.retryAfterMs = options.retryAfterMs ?? 5;
+    this.delayMs = options.delayMs ?? 0;
+    this.rng = new Rng(options.seed ?? 7);
+  }
+
+  get endpoint(): string {
+    return `https://127.0.0.1:${this.port}`;
+  }
+
+  get isUp(): boolean {
+    return this.server !== undefined;
+  }
+
+  async start(): Promise<this> {
+    const dir = require.resolve('@vercel/cosmosdb-server/package.json').replace(/package\.json$/, '');
+    const server = https.createServer({ cert: readFileSync(dir + 'cert.pem'), key: readFileSync(dir + 'key.pem'), keepAlive: true }, (req, res) => this.handle(req, res));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.port = (server.address() as AddressInfo).port;
+    this.server = server;
+    return this;
+  }
+
+  /** A throttling storm: the next `requests` requests are answered 429 with the retry-after hint. */
+  throttleNext(requests: number, retryAfterMs = this.retryAfterMs): void {
+    this.throttleBudget += requests;
+    this.retryAfterMs = retryAfterMs;
+  }
+
+  /** The endpoint goes away: no new connections, open ones cut. */
+  async goDown(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections();
+    await closed;
+  }
+
+  /** The endpoint comes back on the same port. */
+  async comeBack(): Promise<void> {
+    if (!this.server) await this.start();
+  }
+
+  async close(): Promise<void> {
+    await this.goDown();
+    this.agent.destroy();
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const go = () => {
+        if (!this.isUp) {
+          this.stats.dropped++;
+          req.socket.destroy();
+          return;
+        }
+        if (this.throttleBudget > 0 || (this.throttleRate > 0 && this.rng.chance(this.throttleRate))) {
+          if (this.throttleBudget > 0) this.throttleBudget--;
+          this.stats.throttled++;
+          const body = JSON.stringify({ code: 'TooManyRequests', message: 'Request rate is large. More Request Units may be needed, so no changes were made. Please retry this request later.' });
+          res.writeHead(429, {
+            'content-type': 'application/json',
+            'x-ms-retry-after-ms': String(this.retryAfterMs),
+            'x-ms-substatus': '3200',
+            'x-ms-request-charge': '0',
+            'x-ms-activity-id': '00000000-0000-0000-0000-000000000429',
+            'content-length': Buffer.byteLength(body),
+          });
+          res.end(body);
+          return;
+        }
+        this.forward(req, Buffer.concat(chunks), res);
+      };
+      if (this.delayMs > 0) setTimeout(go, this.delayMs);
+      else go();
+    });
+  }
+
+  private forward(req: http.IncomingMessage, body: Buffer, res: http.ServerResponse): void {
+    const headers = { ...req.headers, host: this.upstream.host };
+    const up = https.request(
+      { protocol: 'https:', hostname: this.upstream.hostname, port: this.upstream.port, method: req.method, path: req.url, headers, agent: this.agent },
+      (upRes) => {
+        this.stats.forwarded++;
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        upRes.pipe(res);
+      },
+    );
+    up.on('error', () => {
+      this.stats.dropped++;
+      req.socket.destroy();
+    });
+    up.end(body);
+  }
+}

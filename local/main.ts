@@ -1,0 +1,237 @@
+/**
+ * `npm run local`: the whole pipeline on one machine. A simulated IoT Hub → a local Event Hub → a stand-in
+ * for the Functions Event Hubs trigger → the real `syncTwins` (real InvocationContext, real engine built from
+ * app settings) → a fault proxy → a local Cosmos-compatible server; dead letters in Azurite. Ends by
+ * comparing every replica document with the hub's twins. Exit code 0 only when the replica matches.
+ */
+import { BlobServiceClient } from '@azure/storage-blob';
+import cliProgress from 'cli-progress';
+import { Command, InvalidArgumentError } from 'commander';
+import { createEngine, readSettings } from '../functions/src/config';
+import { CosmosTwinStore, stripSystemFields } from '../functions/src/adapters/cosmosStore';
+import { SYNC_RETRY, syncTwins } from '../functions/src/functions/syncTwins';
+import { SyncEngine } from '../functions/src/sync/engine';
+import type { TwinDoc } from '../functions/src/sync/types';
+import { telemetry } from '../testkit/events';
+import { CONTAINER, DATABASE, LOCAL_COSMOS_KEY, startAzurite, startLocalCosmos } from '../testkit/servers';
+import { compareReplica } from './compare';
+import { EventHubTrigger, LocalEventHub, sleep, type InvocationRecord } from './eventHub';
+import { FaultProxy } from './faultProxy';
+import { FaultyDeadLetters, FaultyStore, LocalHost } from './host';
+import { SimulatedHub } from './hub';
+import { Rng } from './random';
+import { Workload } from './workload';
+
+function int(min: number) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer ≥ ${min}`);
+    return n;
+  };
+}
+function rate(v: string): number {
+  const n = Number(v);
+  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('expected a probability between 0 and 1');
+  return n;
+}
+function nonNegative(v: string): number {
+  const n = Number(v);
+  if (!(n >= 0)) throw new InvalidArgumentError('expected a number ≥ 0');
+  return n;
+}
+
+const program = new Command()
+  .name('npm run local --')
+  .description('Runs the twin replica end to end on this machine (simulated IoT Hub, local Event Hubs trigger, local Cosmos DB, Azurite) with injected faults, then checks that the replica matches the hub.')
+  .option('--devices <n>', 'devices in the simulated hub', int(1), 300)
+  .option('--module-share <p>', 'share of devices with two modules each', rate, 0.25)
+  .option('--events <n>', 'events the hub emits (twin changes, lifecycle, connection, replays)', int(1), 20_000)
+  .option('--partitions <n>', 'Event Hub partitions', int(1), 4)
+  .option('--batch-size <n>', 'maxEventBatchSize of the trigger', int(1), 100)
+  .option('--seed <n>', 'seed of the hub, the workload and the faults', int(0), 1)
+  .option('--telemetry-rate <p>', 'share of device telemetry on the same Event Hub (not twin events: skipped)', rate, 0.03)
+  .option('--coalesce-rate <p>', 'probability that a twin change is coalesced with the next one', rate, 0.2)
+  .option('--duplicate-rate <p>', 'probability, per event, that IoT Hub replays the last few events of its partition', rate, 0.01)
+  .option('--reorder-window <n>', 'reorder one device\'s events across routes within this many events (0: in order)', int(0), 0)
+  .option('--crash-rate <p>', 'probability, per invocation, that the host dies during it', rate, 0.02)
+  .option('--throttle-rate <p>', 'probability, per Cosmos request, of a 429 with x-ms-retry-after-ms', rate, 0.02)
+  .option('--retry-after-ms <ms>', 'x-ms-retry-after-ms on injected 429s', int(0), 5)
+  .option('--outage-rate <p>', 'probability, per invocation, that the Cosmos endpoint goes away for --outage-ms', rate, 0.01)
+  .option('--outage-ms <ms>', 'how long an outage lasts', int(0), 300)
+  .option('--slow-ms <ms>', 'latency added to every Cosmos request', int(0), 0)
+  .option('--time-scale <f>', 'multiplies the retry policy\'s intervals (5 s … 5 min)', nonNegative, 0.01)
+  .option('--concurrency <n>', 'SYNC_CONCURRENCY: documents written at once per invocation', int(1), 16)
+  .option('--keep', 'leave the local Cosmos server running and print its endpoint and key', false)
+  .option('--no-progress', 'no progress bar (for logs)');
+
+interface Totals {
+  received: number; applied: number; stale: number; skipped: number; deadLettered: number; retrying: number;
+  writes: number; reads: number; conflicts: number; queries: number; deadLetterReasons: Record<string, number>;
+}
+
+async function main(): Promise<number> {
+  program.parse();
+  const o = program.opts<{
+    devices: number; moduleShare: number; events: number; partitions: number; batchSize: number; seed: number;
+    coalesceRate: number; telemetryRate: number; duplicateRate: number; reorderWindow: number; crashRate: number; throttleRate: number;
+    retryAfterMs: number; outageRate: number; outageMs: number; slowMs: number; timeScale: number; concurrency: number;
+    keep: boolean; progress: boolean;
+  }>();
+  const started = performance.now();
+  const rng = new Rng(o.seed * 7919 + 17);
+
+  // 1. Local servers, created as the infra creates them (database, container partitioned by /deviceId, dead-letter container).
+  const cosmos = await startLocalCosmos();
+  const blob = await startAzurite();
+  await BlobServiceClient.fromConnectionString(blob.connectionString).getContainerClient('deadletters').createIfNotExists();
+  const proxy = await new FaultProxy({ upstream: cosmos.endpoint, throttleRate: o.throttleRate, retryAfterMs: o.retryAfterMs, delayMs: o.slowMs, seed: o.seed }).start();
+
+  // 2. The function's app settings, as the infra would set them, pointed at the local servers (through the proxy).
+  const appSettings = {
+    COSMOS_ENDPOINT: proxy.endpoint,
+    COSMOS_DATABASE: DATABASE,
+    COSMOS_CONTAINER: CONTAINER,
+    COSMOS_KEY: LOCAL_COSMOS_KEY,
+    DEADLETTER_CONNECTION_STRING: blob.connectionString,
+    DEADLETTER_CONTAINER: 'deadletters',
+    TOMBSTONE_TTL_SECONDS: String(8 * 86_400),
+    SYNC_CONCURRENCY: String(o.concurrency),
+  };
+  const settings = readSettings(appSettings);
+  const host = new LocalHost(
+    (faults) => {
+      const base = createEngine(settings);
+      return new SyncEngine({ store: new FaultyStore(base.store, faults), deadLetters: new FaultyDeadLetters(base.deadLetterSink, faults), tombstoneTtlSeconds: settings.tombstoneTtlSeconds, concurrency: settings.concurrency });
+    },
+    (engine) => ((engine.store as FaultyStore as unknown as { inner: CosmosTwinStore }).inner.container.database.client.dispose()),
+  );
+
+  // 3. Hub → Event Hub, with replays.
+  const eventHub = new LocalEventHub(o.partitions);
+  let replays = 0;
+  let telemetryCount = 0;
+  const hub = new SimulatedHub((e) => {
+    const p = eventHub.publish(e.event, e.ms, e.label);
+    if (o.duplicateRate > 0 && rng.chance(o.duplicateRate)) replays += eventHub.replay(p, rng.int(1, 5));
+  }, { seed: o.seed, reorderWindow: o.reorderWindow });
+  const workload = new Workload(hub, { devices: o.devices, moduleShare: o.moduleShare, coalesceRate: o.coalesceRate, seed: o.seed + 1 });
+
+  // 4. The trigger, with the function's own retry policy (intervals scaled) and the host's faults.
+  const totals: Totals = { received: 0, applied: 0, stale: 0, skipped: 0, deadLettered: 0, retrying: 0, writes: 0, reads: 0, conflicts: 0, queries: 0, deadLetterReasons: {} };
+  const accountingErrors: string[] = [];
+  let outageTimer: NodeJS.Timeout | undefined;
+  const trigger = new EventHubTrigger({
+    hub: eventHub,
+    handler: syncTwins as never,
+    maxEventBatchSize: o.batchSize,
+    retry: { maxRetryCount: SYNC_RETRY.maxRetryCount, minimumIntervalMs: SYNC_RETRY.minimumInterval.seconds * 1000, maximumIntervalMs: SYNC_RETRY.maximumInterval.minutes * 60_000 },
+    timeScale: o.timeScale,
+    host,
+    beforeAttempt: async () => {
+      if (o.crashRate > 0 && !host.faults.armed && rng.chance(o.crashRate)) host.faults.armCrash(rng.int(1, 40));
+      if (o.outageRate > 0 && proxy.isUp && rng.chance(o.outageRate)) {
+        await proxy.goDown();
+        outageTimer = setTimeout(() => void proxy.comeBack(), o.outageMs);
+      }
+    },
+    onInvocation: (r: InvocationRecord) => {
+      const s = r.summary as Partial<Totals> | undefined;
+      if (!s) return;
+      for (const k of ['received', 'applied', 'stale', 'skipped', 'deadLettered', 'retrying', 'writes', 'reads', 'conflicts', 'queries'] as const) totals[k] += Number(s[k] ?? 0);
+      for (const [reason, n] of Object.entries(s.deadLetterReasons ?? {})) totals.deadLetterReasons[reason] = (totals.deadLetterReasons[reason] ?? 0) + Number(n);
+      const sum = Number(s.applied) + Number(s.stale) + Number(s.skipped) + Number(s.deadLettered) + Number(s.retrying);
+      if (sum !== Number(s.received)) accountingErrors.push(`partition ${r.partition} #${r.firstSequence} attempt ${r.attempt}: received ${s.received} ≠ ${sum}`);
+    },
+  });
+
+  // 5. Produce and consume concurrently; show events, events/s and lag.
+  const bar = o.progress ? new cliProgress.SingleBar({
+    format: 'syncing |{bar}| {value}/{total} events | {rate} ev/s | lag {lag} | tries {tries} | crashes {crashes} | 429s {throttled}',
+    hideCursor: true,
+  }, cliProgress.Presets.shades_classic) : undefined;
+  bar?.start(o.events, 0, { rate: 0, lag: 0, tries: 0, crashes: 0, throttled: 0 });
+  const processed = () => trigger.checkpoints.reduce((a, b) => a + b, 0);
+  const ticker = setInterval(() => {
+    const secs = (performance.now() - started) / 1000;
+    bar?.setTotal(Math.max(o.events, eventHub.total));
+    bar?.update(processed(), { rate: Math.round(processed() / secs), lag: trigger.lag(), tries: trigger.stats.invocations, crashes: trigger.stats.crashes, throttled: proxy.stats.throttled });
+  }, 250);
+
+  let producing = true;
+  const producer = (async () => {
+    workload.provision();
+    while (eventHub.total < o.events) {
+      for (let i = 0; i < 100 && eventHub.total < o.events; i++) {
+        workload.step();
+        if (o.telemetryRate > 0 && rng.chance(o.telemetryRate)) {
+          const deviceId = rng.pick(hub.deviceIds());
+          eventHub.publish(telemetry(deviceId, { temperature: rng.int(150, 300) / 10 }), Date.now(), `telemetry ${deviceId}`);
+          telemetryCount++;
+        }
+      }
+      await sleep(0);
+    }
+    hub.flush();
+    producing = false;
+  })();
+  const consumers = eventHub.partitions.map(async (_, p) => {
+    for (;;) {
+      if (await trigger.runOnce(p)) continue;
+      if (!producing && trigger.lag(p) === 0) return;
+      await sleep(5);
+    }
+  });
+  await producer;
+  await Promise.all(consumers);
+  clearInterval(ticker);
+  if (outageTimer) clearTimeout(outageTimer);
+  await proxy.comeBack();
+  bar?.update(processed(), { lag: 0 });
+  bar?.stop();
+  const syncSeconds = (performance.now() - started) / 1000;
+
+  // 6. Compare every document with the hub (read directly from the server, not through the fault proxy).
+  const { resources } = await cosmos.container.items.readAll<TwinDoc>().fetchAll();
+  const docs = resources.map((d) => stripSystemFields(d));
+  const cmp = compareReplica(hub, docs);
+
+  const line = (k: string, v: unknown) => console.log(`  ${k.padEnd(26)} ${v}`);
+  console.log('\nevents');
+  line('published', `${eventHub.total} in ${o.partitions} partitions (${replays} replays by the hub)`);
+  line('by kind', Object.entries({ ...hub.counts, telemetry: telemetryCount }).sort().map(([k, n]) => `${k} ${n}`).join(', '));
+  line('delivered to syncTwins', `${totals.received} (with retries and redeliveries) in ${trigger.stats.invocations} invocations`);
+  console.log('sync');
+  line('applied / stale / skipped', `${totals.applied} / ${totals.stale} / ${totals.skipped}`);
+  line('dead-lettered', `${totals.deadLettered}${totals.deadLettered ? ' ' + JSON.stringify(totals.deadLetterReasons) : ''}`);
+  line('retried batches', `${trigger.stats.retries} (${trigger.stats.exhausted} gave up after ${SYNC_RETRY.maxRetryCount} retries)`);
+  line('host crashes', `${trigger.stats.crashes} (batches redelivered from the checkpoint)`);
+  line('accounting', accountingErrors.length ? `BROKEN: ${accountingErrors.slice(0, 3).join('; ')}` : 'received = applied + stale + skipped + dead-lettered + retrying in every invocation');
+  console.log('cosmos');
+  line('requests (at the server)', `${cosmos.requests.total}: ${Object.entries(cosmos.requests.byKind).sort().map(([k, n]) => `${k} ${n}`).join(', ')}`);
+  line('engine writes / reads', `${totals.writes} / ${totals.reads} (ETag conflicts ${totals.conflicts}, module queries ${totals.queries})`);
+  line('injected faults', `${proxy.stats.throttled} × 429 (retry-after ${o.retryAfterMs} ms), ${proxy.stats.dropped} requests cut by outages`);
+  line('documents', `${cmp.documents} (${cmp.liveTwins} live twins in the hub)`);
+  line('time', `${syncSeconds.toFixed(1)} s, ${Math.round(eventHub.total / syncSeconds)} events/s`);
+  for (const m of cmp.mismatches.slice(0, 10)) console.log(`  MISMATCH ${m}`);
+  if (cmp.mismatches.length > 10) console.log(`  … and ${cmp.mismatches.length - 10} more`);
+  console.log(`replica matches hub: ${cmp.matchedDevices}/${cmp.devices} devices`);
+  const ok = cmp.mismatches.length === 0 && accountingErrors.length === 0;
+
+  host.stop();
+  await proxy.close();
+  await blob.close();
+  if (o.keep) {
+    console.log(`\nlocal Cosmos DB left running (Ctrl-C to stop):\n  endpoint  ${cosmos.endpoint}\n  key       ${LOCAL_COSMOS_KEY}\n  database  ${DATABASE}, container ${CONTAINER} (partition key /deviceId)\n  self-signed certificate: NODE_TLS_REJECT_UNAUTHORIZED=0 or an https.Agent({ rejectUnauthorized: false }) for this loopback endpoint only`);
+    await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+  }
+  await cosmos.close();
+  return ok ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(err);
+    process.exit(2);
+  },
+);
