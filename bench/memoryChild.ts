@@ -16,6 +16,8 @@ export interface MemoryRun {
   wallMs: number;
   rssStartBytes: number;
   rssCheckpoints: number[];
+  /** Heap still used after a full GC at each quarter of the run: the memory the handler retains. */
+  heapCheckpoints: number[];
   peakRssBytes: number;
   heapUsedAfterGcBytes: number;
   cacheEntries: number;
@@ -37,7 +39,7 @@ const batchesPerPartition = Math.ceil(workload.events / workload.partitions / wo
 const r = await drive(
   Array.from({ length: workload.partitions }, (_, p) => partitionBatches(workload, p)),
   syncTwinsInvoker(tally),
-  { expectedBatches: batchesPerPartition * workload.partitions },
+  { expectedBatches: batchesPerPartition * workload.partitions, gcAtCheckpoints: true },
 );
 gc?.();
 const result: MemoryRun = {
@@ -47,6 +49,7 @@ const result: MemoryRun = {
   wallMs: r.wallMs,
   rssStartBytes: r.rssStartBytes,
   rssCheckpoints: r.rssCheckpoints,
+  heapCheckpoints: r.heapCheckpoints,
   peakRssBytes: r.peakRssBytes,
   heapUsedAfterGcBytes: process.memoryUsage().heapUsed,
   cacheEntries: engine.cache.size,

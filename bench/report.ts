@@ -38,7 +38,7 @@ export function render(r: BenchResults): string {
     row('batch latency p95', (p) => `${n(p.latencyP95Ms, 1)} ms`),
     row('handler CPU µs/event', (p) => (p.invocationCpuUsPerEvent > 0 ? n(p.invocationCpuUsPerEvent, 1) : '–')),
     row('client process CPU µs/event', (p) => n(p.processCpuUsPerEvent, 1)),
-    row('peak RSS (bench process)', (p) => mb(p.peakRssBytes)),
+    row('peak RSS, bench process (at start)', (p) => `${mb(p.peakRssBytes)} (${mb(p.rssStartBytes)})`),
     row('applied / stale / dead-lettered', (p) => `${p.tally.applied} / ${p.tally.stale} / ${p.tally.deadLettered}`),
     row('failed invocations', (p) => n(p.tally.failedInvocations)),
   ]));
@@ -49,13 +49,16 @@ export function render(r: BenchResults): string {
   if (r.memory?.length) {
     out.push('');
     out.push(table([
-      ['memory (fresh process each)', 'devices', 'events', 'RSS start', 'RSS at 25/50/75/100%', 'peak RSS', 'heap after GC', 'cache docs', 'cache (serialized)', 'reads/write'],
-      ...r.memory.map((m) => ['syncTwins (shipped)', n(m.devices), n(m.events), mb(m.rssStartBytes), m.rssCheckpoints.map((b) => n(b / 1048576)).join('/') + ' MB', mb(m.peakRssBytes), mb(m.heapUsedAfterGcBytes), n(m.cacheEntries), `${mb(m.cacheBytes)} of ${mb(m.cacheMaxBytes)}`, n(m.reads / Math.max(1, m.writes), 3)]),
+      ['memory run (fresh process)', 'devices', 'events', 'RSS start', 'RSS at 25/50/75/100%', 'peak RSS', 'heap after GC at 25/50/75/100%', 'cache docs', 'cache (serialized)', 'reads/write'],
+      ...r.memory.map((m) => [
+        'syncTwins (shipped)', n(m.devices), n(m.events), mb(m.rssStartBytes), m.rssCheckpoints.map((b) => n(b / 1048576)).join('/') + ' MB', mb(m.peakRssBytes),
+        m.heapCheckpoints.map((b) => n(b / 1048576)).join('/') + ' MB', n(m.cacheEntries), `${mb(m.cacheBytes)} of ${mb(m.cacheMaxBytes)}`, n(m.reads / Math.max(1, m.writes), 3),
+      ]),
     ]));
   }
   out.push('');
   if (r.bundle) {
-    out.push(r.bundle.error ? `bundle: failed: ${r.bundle.error}` : `bundle: ${n(r.bundle.bundleBytes)} B as built by ${r.bundle.builder} (minified: ${n(r.bundle.minifiedBytes)} B); largest: ${r.bundle.topPackages.slice(0, 5).map((p) => `${p.name} ${n(p.bytes / 1024)} KB`).join(', ')}`);
+    out.push(r.bundle.error ? `bundle: failed: ${r.bundle.error}` : `bundle: ${n(r.bundle.bundleBytes)} B as built by ${r.bundle.builder} (minified ${n(r.bundle.minifiedBytes)} B, not minified ${n(r.bundle.unminifiedBytes)} B); largest (not minified): ${r.bundle.topPackages.slice(0, 5).map((p) => `${p.name} ${n(p.bytes / 1024)} KB`).join(', ')}`);
   }
   if (r.moduleLoad) {
     out.push(r.moduleLoad.error ? `module load: failed: ${r.moduleLoad.error}` : `module load (fresh node, require of the bundle): median ${n(r.moduleLoad.medianMs, 1)} ms of ${r.moduleLoad.runs.map((x) => x.toFixed(0)).join('/')} ms; registered: ${r.moduleLoad.registered.join(', ') || 'nothing'}`);

@@ -237,7 +237,7 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
         results.moduleLoad = { runs: [], medianMs: NaN, registered: [], error: (err as Error).message };
       }
     } catch (err) {
-      results.bundle = { builder: 'none', dir: '', bundleFile: '', bundleBytes: NaN, minifiedBytes: NaN, topPackages: [], error: (err as Error).message };
+      results.bundle = { builder: 'none', dir: '', bundleFile: '', bundleBytes: NaN, minifiedBytes: NaN, unminifiedBytes: NaN, topPackages: [], error: (err as Error).message };
     }
   }
   if (opts.synth) {

@@ -157,7 +157,8 @@ type Reply = { id: number; result?: unknown; error?: string };
 /** Starts the servers in a child Node process (bench/serverChild.ts) and talks to it over IPC. */
 export async function startServersInChild(): Promise<BenchServers> {
   const child: ChildProcess = fork(path.join(here, 'serverChild.ts'), [], {
-    execArgv: ['--import', 'tsx'],
+    // BENCH_SERVER_NODE_ARGS: extra node flags for the server process (e.g. --cpu-prof to see where the server spends its time).
+    execArgv: ['--import', 'tsx', ...(process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const pending = new Map<number, (r: Reply) => void>();

@@ -85,6 +85,8 @@ export interface DriveResult {
   peakRssBytes: number;
   /** RSS after each quarter of the batches. */
   rssCheckpoints: number[];
+  /** Heap used after a full GC at each quarter (only with gcAtCheckpoints and --expose-gc): what is retained. */
+  heapCheckpoints: number[];
 }
 
 export type Invoke = (batch: Batch) => Promise<void>;
@@ -100,9 +102,11 @@ export async function drive(
      * invocations would be counted several times: this also runs the partitions one after another.
      */
     measureInvocationCpu?: boolean;
+    /** Force a GC at each quarter and record the heap still used (needs node --expose-gc; memory runs only). */
+    gcAtCheckpoints?: boolean;
   } = {},
 ): Promise<DriveResult> {
-  const result: DriveResult = { events: 0, changes: 0, changedDocs: 0, batches: 0, wallMs: 0, latencies: [], processCpuUs: 0, invocationCpuUs: 0, rssStartBytes: process.memoryUsage.rss(), peakRssBytes: 0, rssCheckpoints: [] };
+  const result: DriveResult = { events: 0, changes: 0, changedDocs: 0, batches: 0, wallMs: 0, latencies: [], processCpuUs: 0, invocationCpuUs: 0, rssStartBytes: process.memoryUsage.rss(), peakRssBytes: 0, rssCheckpoints: [], heapCheckpoints: [] };
   let peak = result.rssStartBytes;
   const sampler = setInterval(() => {
     peak = Math.max(peak, process.memoryUsage.rss());
@@ -128,6 +132,11 @@ export async function drive(
         const rss = process.memoryUsage.rss();
         peak = Math.max(peak, rss);
         result.rssCheckpoints.push(rss);
+        const gc = (globalThis as { gc?: () => void }).gc;
+        if (opts.gcAtCheckpoints && gc) {
+          gc();
+          result.heapCheckpoints.push(process.memoryUsage().heapUsed);
+        }
       }
     }
   };
