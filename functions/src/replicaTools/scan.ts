@@ -2,7 +2,8 @@ import type { Container } from '@azure/cosmos';
 import type { BatchResult, SyncEngine } from '../sync/engine';
 import { encodeDocId } from '../sync/ids';
 import { normalizeTimestamp } from '../sync/timestamps';
-import type { DocKey, JsonObject, TwinDoc, TwinEvent } from '../sync/types';
+import type { DocKey, JsonObject, TwinEvent } from '../sync/types';
+import { applyEvent } from '../sync/rules';
 import type { QueryPager } from './twinQuery';
 
 /** The two twin queries that together read every twin of a hub. */
@@ -238,6 +239,8 @@ export interface VerifyReport {
   partial: { count: number; samples: DiscrepancySample[] };
   /** The replica is newer than the query result (query results lag the hub): not a discrepancy. */
   ahead: number;
+  /** Differed in the replica listing, but the document changed since (a live event) and is as new as the hub's read. */
+  changedDuringScan: number;
   /** Items without a usable deviceId/version. */
   unusable: number;
   /** What the repair wrote: `skipped` = the guard kept a document that changed during the scan. */
@@ -246,11 +249,6 @@ export interface VerifyReport {
   remaining: number;
   query: { requests: number; throttled: number; retries: number; waitedMs: number };
   durationMs: number;
-}
-
-function newestKnown(doc: TwinDoc): string {
-  const r = doc.replica ?? {};
-  return [r.createdAt, r.updatedAt, doc.connectionStateUpdatedTime].filter((t): t is string => typeof t === 'string').sort().pop() ?? '';
 }
 
 export async function runVerify(opts: VerifyOptions): Promise<VerifyReport> {
@@ -264,7 +262,7 @@ export async function runVerify(opts: VerifyOptions): Promise<VerifyReport> {
   const report: VerifyReport = {
     hub: opts.hub, startedAt: new Date(scanStart).toISOString(), finishedAt: '', complete: true, repair: opts.repair,
     hubTwins: { devices: 0, modules: 0 }, replicaDocuments: { live: 0, tombstones: 0 },
-    missing: bucket(), extra: bucket(), stale: bucket(), partial: bucket(), ahead: 0, unusable: 0,
+    missing: bucket(), extra: bucket(), stale: bucket(), partial: bucket(), ahead: 0, changedDuringScan: 0, unusable: 0,
     remaining: 0, query: { requests: 0, throttled: 0, retries: 0, waitedMs: 0 }, durationMs: 0,
   };
   const repaired = { applied: 0, skipped: 0, deadLettered: 0 };
@@ -320,15 +318,16 @@ export async function runVerify(opts: VerifyOptions): Promise<VerifyReport> {
           if (listed.version > event.version) report.ahead++;
           continue;
         }
+        // Confirm with a point read and the engine's own rules: only what the snapshot would change counts.
         const current = (await opts.engine.store.read(id, event.key.deviceId))?.doc;
+        if (current && applyEvent(current, event).outcome === 'stale') {
+          report.changedDuringScan++;
+          continue;
+        }
         const sample: DiscrepancySample = { ...event.key, hubVersion: event.version, replicaVersion: current?.version, ...(current?.deleted ? { replicaDeleted: true } : {}) };
         if (!current || current.deleted) note('missing', sample);
-        else if (current.version === undefined || current.version < event.version) note('stale', sample);
         else if (current.replica?.partial && current.version === event.version) note('partial', sample);
-        else {
-          if (current.version > event.version) report.ahead++;
-          continue; // fixed by a live event since the listing
-        }
+        else note('stale', sample);
         events.push(event);
       }
       await repairEvents(events);
@@ -344,10 +343,15 @@ export async function runVerify(opts: VerifyOptions): Promise<VerifyReport> {
     for (const [id, entry] of index) {
       if (entry.deleted || seen.has(id)) continue;
       const current = (await opts.engine.store.read(id, entry.deviceId))?.doc;
-      if (!current || current.deleted || newestKnown(current) >= deleteTs) continue;
+      if (!current || current.deleted) continue;
       const key: DocKey = entry.moduleId !== undefined ? { deviceId: entry.deviceId, moduleId: entry.moduleId } : { deviceId: entry.deviceId };
+      const deletion: TwinEvent = { kind: 'delete', key, ts: deleteTs };
+      if (applyEvent(current, deletion).outcome === 'stale') {
+        report.changedDuringScan++; // created or changed after (scan start − lag): not ours to judge
+        continue;
+      }
       note('extra', { ...key, replicaVersion: current.version });
-      events.push({ kind: 'delete', key, ts: deleteTs });
+      events.push(deletion);
       if (events.length >= 100) await repairEvents(events.splice(0));
     }
     await repairEvents(events);
