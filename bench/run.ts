@@ -20,6 +20,13 @@ export interface BenchOptions {
   workload: WorkloadOptions;
   servers: 'child' | 'in-process';
   memory?: { devices: number[]; events: number };
+  /**
+   * Share of the workload first run through each strategy on other devices (same client, same container),
+   * unmeasured, so that no strategy pays for JIT compilation and connection set-up in its figures. @default 0.2
+   */
+  warmup?: number;
+  /** Simulated network round trip added by the server to every Cosmos response, ms. @default 0 */
+  rttMs?: number;
   artifacts: boolean;
   synth: boolean;
   log?: (line: string) => void;
@@ -76,6 +83,7 @@ export interface BenchResults {
     loadAvgStart: number[];
     loadAvgEnd?: number[];
     serverMode: string;
+    rttMs: number;
     ruFormula: string;
     durationMs?: number;
   };
@@ -155,6 +163,7 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
       cpuModel: os.cpus()[0]?.model ?? 'unknown',
       loadAvgStart: os.loadavg(),
       serverMode: opts.servers,
+      rttMs: opts.rttMs ?? 0,
       ruFormula: RU_FORMULA,
     },
     workload: { ...w, batches: 0, changedDocs: 0, avgChangedDocsPerBatch: 0, avgEventsPerChangedDoc: 0 },
@@ -171,13 +180,17 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
   results.workload.avgEventsPerChangedDoc = all.reduce((a, b) => a + b.changes, 0) / results.workload.changedDocs;
 
   log(`starting the local Cosmos-compatible server and Azurite (${opts.servers})`);
-  const servers = opts.servers === 'child' ? await startServersInChild() : await startServersInProcess();
+  const servers = opts.servers === 'child' ? await startServersInChild({ rttMs: opts.rttMs }) : await startServersInProcess({ rttMs: opts.rttMs });
+  const warmupShare = opts.warmup ?? 0.2;
+  const warmup: Batch[][] =
+    warmupShare > 0 ? generateWorkload({ ...w, devicePrefix: 'warmup-', seed: w.seed + 1, events: Math.ceil(w.events * warmupShare) }) : [];
   try {
     // 1. syncTwins as shipped.
     await servers.createContainer('bench-shipped');
     const shippedTally = emptyTally();
     const engine = shippedEngine(servers, 'bench-shipped');
     log('phase 1/3: syncTwins as shipped (Cosmos SDK → local server)');
+    if (warmup.length) await drive(warmup, syncTwinsInvoker(emptyTally()));
     let before = await servers.counts();
     const d1 = await drive(workload, syncTwinsInvoker(shippedTally), { expectedBatches: all.length });
     let after = await servers.counts();
@@ -189,6 +202,10 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     await servers.createContainer('bench-per-event');
     const perEvent = PerEventStrategy.fromServers(servers, 'bench-per-event');
     log('phase 2/3: per-event read → merge → guarded replace');
+    if (warmup.length) {
+      await drive(warmup, perEvent.invoker());
+      perEvent.tally = emptyTally();
+    }
     before = await servers.counts();
     const d2 = await drive(workload, perEvent.invoker(), { expectedBatches: all.length });
     after = await servers.counts();
@@ -197,7 +214,7 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     // 3. syncTwins on an in-memory store: a warm-up pass on a throwaway engine, then the measured pass.
     log('phase 3/3: syncTwins on an in-memory store (handler CPU)');
     inMemoryEngine();
-    await drive(workload.map((p) => p.slice(0, Math.ceil(p.length / 5))), syncTwinsInvoker(emptyTally()));
+    await drive(warmup.length ? warmup : workload.map((p) => p.slice(0, Math.ceil(p.length / 5))), syncTwinsInvoker(emptyTally()));
     const memTally = emptyTally();
     const mem = inMemoryEngine();
     const d3 = await drive(workload, syncTwinsInvoker(memTally), { measureInvocationCpu: true, expectedBatches: all.length });

@@ -1,7 +1,7 @@
 /** Child-process entry of bench/servers.ts: runs the metered servers and answers over IPC. */
-import { startServersInProcess } from './servers';
+import { startServersInProcess, type ServerOptions } from './servers';
 
-const servers = await startServersInProcess();
+const servers = await startServersInProcess(JSON.parse(process.argv[2] ?? '{}') as ServerOptions);
 const { cosmosEndpoint, cosmosKey, database, blobConnectionString, deadLetterContainer } = servers;
 process.send!({ ready: { cosmosEndpoint, cosmosKey, database, blobConnectionString, deadLetterContainer } });
 

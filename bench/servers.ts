@@ -75,7 +75,16 @@ export function diffCounts(a: ServerCounts, b: ServerCounts): ServerCounts {
   };
 }
 
-export async function startServersInProcess(): Promise<BenchServers> {
+export interface ServerOptions {
+  /**
+   * Added to every Cosmos response before it is sent (no CPU): models the network round trip to a Cosmos
+   * account in the same region (~1-5 ms), which loopback does not have. @default 0
+   */
+  rttMs?: number;
+}
+
+export async function startServersInProcess(opts: ServerOptions = {}): Promise<BenchServers> {
+  const rttMs = opts.rttMs ?? 0;
   const { createHttpsServer } = require('@vercel/cosmosdb-server');
   const server = createHttpsServer({ keepAlive: true });
   const counts = emptyCounts();
@@ -96,6 +105,10 @@ export async function startServersInProcess(): Promise<BenchServers> {
     };
     (res as { end: unknown }).end = (chunk?: unknown, ...rest: unknown[]) => {
       if (typeof chunk !== 'function') measure(chunk);
+      if (rttMs > 0) {
+        setTimeout(() => end(chunk, ...rest), rttMs);
+        return res;
+      }
       return end(chunk, ...rest);
     };
     res.on('finish', () => {
@@ -155,8 +168,8 @@ export async function startServersInProcess(): Promise<BenchServers> {
 type Reply = { id: number; result?: unknown; error?: string };
 
 /** Starts the servers in a child Node process (bench/serverChild.ts) and talks to it over IPC. */
-export async function startServersInChild(): Promise<BenchServers> {
-  const child: ChildProcess = fork(path.join(here, 'serverChild.ts'), [], {
+export async function startServersInChild(opts: ServerOptions = {}): Promise<BenchServers> {
+  const child: ChildProcess = fork(path.join(here, 'serverChild.ts'), [JSON.stringify(opts)], {
     // BENCH_SERVER_NODE_ARGS: extra node flags for the server process (e.g. --cpu-prof to see where the server spends its time).
     execArgv: ['--import', 'tsx', ...(process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

@@ -110,7 +110,7 @@ export async function drive(
   let peak = result.rssStartBytes;
   const sampler = setInterval(() => {
     peak = Math.max(peak, process.memoryUsage.rss());
-  }, 20);
+  }, 100);
   const quarter = opts.expectedBatches ? Math.max(1, Math.ceil(opts.expectedBatches / 4)) : 0;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
@@ -219,7 +219,7 @@ export function inMemoryEngine(): { engine: SyncEngine; store: MemoryTwinStore; 
  * A 412/409 (someone wrote in between) re-reads and retries that event; a stale event costs its read only.
  */
 export class PerEventStrategy {
-  readonly tally = emptyTally();
+  tally = emptyTally();
 
   constructor(readonly container: Container, readonly deadLetters: DeadLetterSink) {}
 

@@ -27,6 +27,8 @@ export interface WorkloadOptions {
   seed: number;
   /** Share of events that are poison (a body that is not JSON), dead-lettered by the handler. */
   poisonRate: number;
+  /** Device ids are `<prefix><6 digits>`; a warm-up pass uses another prefix so it never touches the measured documents. */
+  devicePrefix?: string;
 }
 
 export const DEFAULT_WORKLOAD: WorkloadOptions = {
@@ -74,8 +76,8 @@ function partitionOf(deviceId: string, partitions: number): number {
   return (h >>> 0) % partitions;
 }
 
-export function deviceId(i: number): string {
-  return `bench-${String(i).padStart(6, '0')}`;
+export function deviceId(i: number, prefix = 'bench-'): string {
+  return `${prefix}${String(i).padStart(6, '0')}`;
 }
 
 interface DeviceState {
@@ -131,7 +133,7 @@ export function* partitionBatches(opts: WorkloadOptions, partition: number): Gen
   for (let i = 0; i < opts.devices; i++) {
     // Sizes come from a seed-only stream so that a device's size does not depend on the partition count.
     const u = sizeRng();
-    const id = deviceId(i);
+    const id = deviceId(i, opts.devicePrefix);
     if (partitionOf(id, opts.partitions) !== partition) continue;
     const d: DeviceState = { id, docBytes: 0, keys: 0, valueLength: 0, version: 0, connectionSeq: 0, reportedVersion: 1, desiredVersion: 1, created: false, busy: false };
     sizeDevice(d, Math.round(opts.minDocBytes * Math.pow(opts.maxDocBytes / opts.minDocBytes, u)));
