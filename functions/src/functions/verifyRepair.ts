@@ -1,0 +1,117 @@
+import { app, type InvocationContext, type Timer } from '@azure/functions';
+import { DefaultAzureCredential } from '@azure/identity';
+import { BlobDeadLetterSink, fromConnectionString } from '../adapters/blobDeadLetters';
+import { ConfigError, createCosmosClient, createEngine, isLoopback, readSettings } from '../config';
+import { CosmosReplicaIndex, runVerify, type ReplicaIndex, type VerifyReport } from '../replicaTools/scan';
+import { IOTHUB_SCOPE, QueryPager, RestTwinQuery, type TwinQuery } from '../replicaTools/twinQuery';
+import type { SyncEngine } from '../sync/engine';
+
+/**
+ * Timer-triggered `verify --repair` (schedule: app setting VERIFY_SCHEDULE, NCRONTAB, default daily).
+ * Reads the hub with the documented twin query REST call (the azure-iothub SDK alone would push the bundle
+ * past 1 MB), paced to VERIFY_QUERIES_PER_MINUTE (default 10: half of one S1/S2 unit's 20 per minute, leaving
+ * the rest to other callers), and stops at VERIFY_MAX_MINUTES (default 25, under Flex Consumption's 30-minute
+ * default timeout) with an incomplete report. The report goes to REPORTS_CONTAINER as
+ * `verify/YYYY/MM/DD/<time>-<invocation>.json`; one "verifyRepair summary {...}" line goes to the log.
+ */
+export interface VerifyRepairDeps {
+  engine: SyncEngine;
+  twinQuery: TwinQuery;
+  replica: ReplicaIndex;
+  reports: { put(name: string, content: string): Promise<void> };
+  hub: string;
+  queriesPerMinute: number;
+  maxMinutes: number;
+  pageSize: number;
+}
+
+let deps: VerifyRepairDeps | undefined;
+
+/** Lets tests and local tools run the real handler on dependencies of their own. */
+export function useVerifyRepairDeps(custom: VerifyRepairDeps | undefined): void {
+  deps = custom;
+}
+
+function positive(env: Record<string, string | undefined>, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new ConfigError(`${name} must be a positive number, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+export function verifyRepairDeps(env: Record<string, string | undefined> = process.env): VerifyRepairDeps {
+  const settings = readSettings(env);
+  const hub = env.IOTHUB_HOSTNAME;
+  if (!hub) throw new ConfigError('missing app setting: IOTHUB_HOSTNAME');
+  const reportsContainer = env.REPORTS_CONTAINER || 'reports';
+  const credential = new DefaultAzureCredential(settings.clientId ? { managedIdentityClientId: settings.clientId } : {});
+  const cached = new Map<string, { token: string; expiresOnTimestamp: number }>();
+  const tokenFor = async (scope: string) => {
+    const t = cached.get(scope);
+    if (t && t.expiresOnTimestamp - Date.now() > 5 * 60_000) return t.token;
+    const fresh = await credential.getToken(scope);
+    if (!fresh) throw new Error(`no token for ${scope}`);
+    cached.set(scope, fresh);
+    return fresh.token;
+  };
+  let reports: BlobDeadLetterSink;
+  if (settings.deadLetterEndpoint) {
+    reports = new BlobDeadLetterSink(`${settings.deadLetterEndpoint.replace(/\/$/, '')}/${reportsContainer}`, { kind: 'token', getToken: () => tokenFor('https://storage.azure.com/.default') });
+  } else {
+    const { containerUrl, auth } = fromConnectionString(settings.deadLetterConnectionString!, reportsContainer);
+    if (!isLoopback(containerUrl)) throw new ConfigError('a storage connection string is accepted only for Azurite on loopback');
+    reports = new BlobDeadLetterSink(containerUrl, auth);
+  }
+  const container = createCosmosClient(settings).database(settings.cosmosDatabase).container(settings.cosmosContainer);
+  return {
+    engine: createEngine(settings),
+    twinQuery: new RestTwinQuery({ hostName: hub, getToken: () => tokenFor(IOTHUB_SCOPE) }),
+    replica: new CosmosReplicaIndex(container),
+    reports,
+    hub,
+    queriesPerMinute: positive(env, 'VERIFY_QUERIES_PER_MINUTE', 10),
+    maxMinutes: positive(env, 'VERIFY_MAX_MINUTES', 25),
+    pageSize: Math.floor(positive(env, 'VERIFY_PAGE_SIZE', 100)),
+  };
+}
+
+export function reportBlobName(startedAt: string, invocationId: string): string {
+  const day = `${startedAt.slice(0, 4)}/${startedAt.slice(5, 7)}/${startedAt.slice(8, 10)}`;
+  return `verify/${day}/${startedAt.slice(11, 19).replace(/:/g, '')}-${invocationId.replace(/[^A-Za-z0-9-]/g, '_')}.json`;
+}
+
+export async function verifyRepair(timer: Timer, context: InvocationContext): Promise<VerifyReport> {
+  deps ??= verifyRepairDeps();
+  const d = deps;
+  if (timer?.isPastDue) context.warn('verifyRepair is running late (past due)');
+  const started = Date.now();
+  const report = await runVerify({
+    engine: d.engine,
+    pager: new QueryPager(d.twinQuery, {
+      queriesPerMinute: d.queriesPerMinute,
+      onWait: (ms, reason) => reason !== 'pace' && context.warn(`verifyRepair twin query ${reason}: backing off ${Math.round(ms)} ms`),
+    }),
+    replica: d.replica,
+    repair: true,
+    hub: d.hub,
+    pageSize: d.pageSize,
+    deadline: started + d.maxMinutes * 60_000,
+  });
+  const name = reportBlobName(report.startedAt, context.invocationId);
+  await d.reports.put(name, JSON.stringify(report, null, 2));
+  const summary = {
+    report: name, complete: report.complete, hubTwins: report.hubTwins, replicaDocuments: report.replicaDocuments,
+    missing: report.missing.count, extra: report.extra.count, stale: report.stale.count, partial: report.partial.count,
+    changedDuringScan: report.changedDuringScan, repaired: report.repaired, remaining: report.remaining,
+    queries: report.query.requests, throttled: report.query.throttled, durationMs: report.durationMs,
+  };
+  context.info(`verifyRepair summary ${JSON.stringify(summary)}`);
+  if (!report.complete) context.warn(`verifyRepair stopped at its ${d.maxMinutes}-minute limit: hub only partly read, extras not judged`);
+  return report;
+}
+
+app.timer('verifyRepair', {
+  schedule: '%VERIFY_SCHEDULE%',
+  handler: verifyRepair,
+});
