@@ -66,6 +66,9 @@ export function render(r: BenchResults): string {
   if (r.synth) out.push(r.synth.ms !== undefined ? `synth (npm run synth, spawn to exit): ${n(r.synth.ms / 1000, 2)} s · ${r.synth.output?.split('\n').pop()}` : `synth: not available (${r.synth.error})`);
   else out.push('synth: skipped');
   out.push('');
+  const d = { devices: 1_000, events: 50_000, partitions: 4, batchSize: 100, burst: 5 };
+  const isDefault = (Object.keys(d) as (keyof typeof d)[]).every((k) => w[k] === d[k]) && !r.meta.rttMs;
+  if (!isDefault) out.push('note: the targets are defined on the default workload (no added RTT); this run is not it.');
   out.push(table([['target', 'limit', 'measured', 'result', 'margin'], ...r.targets.map((t) => [t.name, t.target, t.measured, t.pass === null ? 'N/A' : t.pass ? 'PASS' : 'MISS', t.margin])]));
   out.push('');
   out.push(`RU estimate: ${r.meta.ruFormula}`);

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { useEngine } from '../functions/src/functions/syncTwins';
-import { buildBundle, measureModuleLoad, measureSynth, percentile, type BundleFigures, type LoadFigures, type SynthFigures } from './artifacts';
+import { buildBundle, measureModuleLoad, PROJECT_ROOT, measureSynth, percentile, type BundleFigures, type LoadFigures, type SynthFigures } from './artifacts';
 import type { MemoryRun } from './memoryChild';
 import { diffCounts, startServersInChild, startServersInProcess, type BenchServers, type ServerCounts } from './servers';
 import { drive, inMemoryEngine, localSettingsEnv, PerEventStrategy, shippedEngine, syncTwinsInvoker, emptyTally, type DriveResult, type Tally } from './strategies';
@@ -261,6 +261,12 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     log('npm run synth');
     results.synth = await measureSynth();
   }
+  // Paths relative to the project, so the committed results do not carry this machine's layout.
+  if (results.bundle?.dir) {
+    results.bundle.dir = path.relative(PROJECT_ROOT, results.bundle.dir);
+    results.bundle.bundleFile = path.relative(PROJECT_ROOT, results.bundle.bundleFile);
+  }
+  if (results.synth?.output) results.synth.output = results.synth.output.split(PROJECT_ROOT + path.sep).join('');
   results.targets = evaluateTargets(results);
   results.meta.loadAvgEnd = os.loadavg();
   results.meta.durationMs = performance.now() - started;
