@@ -38,6 +38,7 @@ export function render(r: BenchResults): string {
     row('batch latency p95', (p) => `${n(p.latencyP95Ms, 1)} ms`),
     row('handler CPU µs/event', (p) => (p.invocationCpuUsPerEvent > 0 ? n(p.invocationCpuUsPerEvent, 1) : '–')),
     row('client process CPU µs/event', (p) => n(p.processCpuUsPerEvent, 1)),
+    row(`server process CPU µs/event${r.meta.serverMode === 'child' ? '' : ' (same process)'}`, (p) => (p.server ? n(p.server.serverCpuUsPerEvent, 1) : '–')),
     row('peak RSS, bench process (at start)', (p) => `${mb(p.peakRssBytes)} (${mb(p.rssStartBytes)})`),
     row('applied / stale / dead-lettered', (p) => `${p.tally.applied} / ${p.tally.stale} / ${p.tally.deadLettered}`),
     row('failed invocations', (p) => n(p.tally.failedInvocations)),

@@ -59,6 +59,8 @@ export interface PhaseFigures {
     requestsPerChangedDoc: number;
     ruPerEvent: number;
     avgWriteBytes: number;
+    /** CPU of the server process per event (child mode only: in-process it is the bench's own). */
+    serverCpuUsPerEvent: number;
   };
   cache?: { entries: number; bytes: number };
 }
@@ -130,6 +132,7 @@ function figures(name: string, d: DriveResult, tally: Tally, server?: ServerCoun
       requestsPerChangedDoc: data / d.changedDocs,
       ruPerEvent: server.ru / d.events,
       avgWriteBytes: okWrites ? server.writeBytes / okWrites : 0,
+      serverCpuUsPerEvent: server.cpuUs / d.events,
     };
   }
   return f;

@@ -32,6 +32,8 @@ export interface ServerCounts {
   /** Body bytes of successful writes and of successful point reads. */
   writeBytes: number;
   readBytes: number;
+  /** CPU used by the process the servers run in, µs (in-process mode: the bench's own process). */
+  cpuUs: number;
 }
 
 export interface BenchServers {
@@ -51,7 +53,7 @@ export interface BenchServers {
 }
 
 export function emptyCounts(): ServerCounts {
-  return { total: 0, byKind: {}, byStatus: {}, ru: 0, ruByKind: {}, writeBytes: 0, readBytes: 0 };
+  return { total: 0, byKind: {}, byStatus: {}, ru: 0, ruByKind: {}, writeBytes: 0, readBytes: 0, cpuUs: 0 };
 }
 
 /** b − a, field by field. */
@@ -72,6 +74,7 @@ export function diffCounts(a: ServerCounts, b: ServerCounts): ServerCounts {
     ruByKind: sub(a.ruByKind, b.ruByKind),
     writeBytes: b.writeBytes - a.writeBytes,
     readBytes: b.readBytes - a.readBytes,
+    cpuUs: b.cpuUs - a.cpuUs,
   };
 }
 
@@ -147,7 +150,10 @@ export async function startServersInProcess(opts: ServerOptions = {}): Promise<B
     blobConnectionString: blob.connectionString,
     deadLetterContainer: DEADLETTER_CONTAINER,
     mode: 'in-process',
-    counts: async () => structuredClone(counts),
+    counts: async () => {
+      const cpu = process.cpuUsage();
+      return { ...structuredClone(counts), cpuUs: cpu.user + cpu.system };
+    },
     createContainer: async (name) => {
       await database.containers.createIfNotExists({ id: name, partitionKey: { paths: ['/deviceId'] } });
     },
