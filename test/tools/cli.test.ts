@@ -108,5 +108,16 @@ describe('twin-replica CLI', () => {
     expect(JSON.parse(query.stdout)).toEqual([{ deviceId: 'cli-2' }, { deviceId: 'cli-4' }, { deviceId: 'cli-6' }, { deviceId: 'cli-8' }]);
     const typed = await cli(['query', 'SELECT VALUE c.deviceId FROM c WHERE c.version = @v AND c.deviceId = @id', '--param', '@v=1', '--param', "id=cli-5"]);
     expect(JSON.parse(typed.stdout)).toEqual(['cli-5']);
+
+    // verify: exit 2 while discrepancies remain, 0 once --repair has fixed them.
+    env.hub!.deleteDevice('cli-8'); // its delete event never reached the replica
+    const check = await cli(['--json', 'verify', '--rate', '600']);
+    expect(check.code).toBe(2);
+    expect(JSON.parse(check.stdout)).toMatchObject({ complete: true, extra: { count: 1, samples: [{ deviceId: 'cli-8' }] }, missing: { count: 0 }, remaining: 1 });
+    const repair = await cli(['verify', '--repair', '--rate', '600']);
+    expect(repair.code).toBe(0);
+    expect(repair.stdout).toMatch(/^extra 1 e\.g\. cli-8$/m);
+    expect(repair.stdout).toMatch(/^repaired 1,/m);
+    expect(JSON.parse((await cli(['show', 'cli-8'])).stdout)).toMatchObject({ deleted: true });
   });
 });
