@@ -49,7 +49,7 @@ export class FunctionAccess extends Construct {
     grant('host-storage-owner', ROLES.storageBlobDataOwner, storage.host.id, 'Functions host storage (checkpoints, leases) and Flex deployment container');
     grant('data-storage-contributor', ROLES.storageBlobDataContributor, storage.data.id, 'dead letters and verify reports');
     grant('key-vault-secrets-user', ROLES.keyVaultSecretsUser, vault.vault.id, 'read secrets, should any be added');
-    grant('iot-hub-twin-contributor', ROLES.iotHubTwinContributor, iotHub.hub.id, 'verify/backfill reads twins');
+    grant('iot-hub-data-reader', ROLES.iotHubDataReader, iotHub.hub.id, 'verifyRepair only reads twins (twin query): least privilege');
     grant('app-insights-publisher', ROLES.monitoringMetricsPublisher, telemetry.appInsights.id, 'Entra ID telemetry ingestion');
 
     this.cosmosDataContributor = new CosmosdbSqlRoleAssignment(this, 'cosmos-data-contributor', {

@@ -16,6 +16,7 @@ export const ROLES = {
   storageBlobDataContributor: 'Storage Blob Data Contributor',
   keyVaultSecretsUser: 'Key Vault Secrets User',
   iotHubTwinContributor: 'IoT Hub Twin Contributor',
+  iotHubDataReader: 'IoT Hub Data Reader',
   iotHubRegistryContributor: 'IoT Hub Registry Contributor',
   monitoringMetricsPublisher: 'Monitoring Metrics Publisher',
 } as const;

@@ -367,7 +367,7 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
       expect([...deps].sort()).toEqual(grants.sort());
     });
 
-    it('function identity roles: Event Hubs receiver, blob owner (host), blob contributor (data), IoT Hub twin contributor, metrics publisher', () => {
+    it('function identity roles: Event Hubs receiver, blob owner (host), blob contributor (data), IoT Hub data reader, metrics publisher', () => {
       const fn = '${azurerm_user_assigned_identity.function-identity.principal_id}';
       const grants = resources(s, 'azurerm_role_assignment')
         .filter((r) => r.principal_id === fn)
@@ -378,7 +378,7 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
           ['Storage Blob Data Owner', ref(s, 'azurerm_storage_account', 'storage/host', 'id')],
           ['Storage Blob Data Contributor', ref(s, 'azurerm_storage_account', 'storage/data', 'id')],
           ['Key Vault Secrets User', ref(s, 'azurerm_key_vault', 'key-vault/vault', 'id')],
-          ['IoT Hub Twin Contributor', ref(s, 'azurerm_iothub', 'iot-hub/hub', 'id')],
+          ['IoT Hub Data Reader', ref(s, 'azurerm_iothub', 'iot-hub/hub', 'id')],
           ['Monitoring Metrics Publisher', ref(s, 'azurerm_application_insights', 'telemetry/app-insights', 'id')],
         ].sort(),
       );
