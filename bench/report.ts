@@ -17,7 +17,7 @@ function table(rows: string[][]): string {
 
 export function render(r: BenchResults): string {
   const w = r.workload;
-  const phases = [r.phases.shipped, r.phases.perEvent, r.phases.inMemory].filter(Boolean) as PhaseFigures[];
+  const phases = [r.phases.shipped, r.phases.perEvent, r.phases.inMemory, r.phases.prototypeBulk].filter(Boolean) as PhaseFigures[];
   const row = (label: string, f: (p: PhaseFigures) => string) => [label, ...phases.map(f)];
   const out: string[] = [];
   out.push(`twin-replica bench · ${r.meta.command}`);
@@ -30,7 +30,9 @@ export function render(r: BenchResults): string {
     row('events/s', (p) => n(p.eventsPerSec)),
     row('Cosmos requests/event (server)', (p) => (p.server ? n(p.server.requestsPerEvent, 3) : '–')),
     row('  reads/event', (p) => (p.server ? n(p.server.readsPerEvent, 3) : '–')),
-    row('  writes/event', (p) => (p.server ? n(p.server.writesPerEvent, 3) : '–')),
+    row('  write requests/event', (p) => (p.server ? n(p.server.writesPerEvent, 3) : '–')),
+    row('  bulk requests/event', (p) => (p.server ? n((p.server.byKind.bulk ?? 0) / p.events, 3) : '–')),
+    row('documents written/event', (p) => (p.server ? n(p.server.writeOpsPerEvent, 3) : '–')),
     row('requests per changed doc/batch', (p) => (p.server ? n(p.server.requestsPerChangedDoc, 3) : '–')),
     row('est. RU/event', (p) => (p.server ? n(p.server.ruPerEvent, 2) : '–')),
     row('avg doc written', (p) => (p.server ? `${n(p.server.avgWriteBytes / 1024, 1)} KB` : '–')),
@@ -46,6 +48,10 @@ export function render(r: BenchResults): string {
   if (r.ratios) {
     out.push('');
     out.push(`headline (shipped ÷ per-event): ${r.ratios.eventsPerSec.toFixed(2)}× events/s, ${r.ratios.requestsPerEvent.toFixed(3)}× requests/event, ${r.ratios.ruPerEvent.toFixed(3)}× RU/event, ${r.ratios.p50Latency.toFixed(3)}× p50 batch latency`);
+  }
+  if (r.prototypeRatios && r.phases.prototypeBulk) {
+    const b = r.phases.prototypeBulk;
+    out.push(`proposal, not shipped (bulk writes ÷ per-event): ${r.prototypeRatios.eventsPerSec.toFixed(2)}× events/s, ${r.prototypeRatios.requestsPerEvent.toFixed(3)}× requests/event, ${r.prototypeRatios.ruPerEvent.toFixed(3)}× RU/event; ${b.bulkCalls} bulk calls for ${b.operations} writes`);
   }
   if (r.memory?.length) {
     out.push('');

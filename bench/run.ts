@@ -6,7 +6,11 @@ import { fork } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BlobDeadLetterSink, fromConnectionString } from '../functions/src/adapters/blobDeadLetters';
+import { createCosmosClient } from '../functions/src/config';
 import { useEngine } from '../functions/src/functions/syncTwins';
+import { SyncEngine } from '../functions/src/sync/engine';
+import { CoalescingBulkStore } from './prototypes/bulkStore';
 import { buildBundle, measureModuleLoad, PROJECT_ROOT, measureSynth, percentile, type BundleFigures, type LoadFigures, type SynthFigures } from './artifacts';
 import type { MemoryRun } from './memoryChild';
 import { diffCounts, startServersInChild, startServersInProcess, type BenchServers, type ServerCounts } from './servers';
@@ -25,6 +29,8 @@ export interface BenchOptions {
    * unmeasured, so that no strategy pays for JIT compilation and connection set-up in its figures. @default 0.2
    */
   warmup?: number;
+  /** Also run the bulk-write prototype (bench/prototypes/bulkStore.ts; not shipped). @default true */
+  prototypeBulk?: boolean;
   /** Simulated network round trip added by the server to every Cosmos response, ms. @default 0 */
   rttMs?: number;
   artifacts: boolean;
@@ -59,6 +65,8 @@ export interface PhaseFigures {
     requestsPerChangedDoc: number;
     ruPerEvent: number;
     avgWriteBytes: number;
+    /** Successful document writes per event, whether point requests or operations inside bulk requests. */
+    writeOpsPerEvent: number;
     /** CPU of the server process per event (child mode only: in-process it is the bench's own). */
     serverCpuUsPerEvent: number;
   };
@@ -90,8 +98,10 @@ export interface BenchResults {
     durationMs?: number;
   };
   workload: WorkloadOptions & { batches: number; changedDocs: number; avgChangedDocsPerBatch: number; avgEventsPerChangedDoc: number };
-  phases: { shipped?: PhaseFigures; perEvent?: PhaseFigures; inMemory?: PhaseFigures };
+  phases: { shipped?: PhaseFigures; perEvent?: PhaseFigures; inMemory?: PhaseFigures; prototypeBulk?: PhaseFigures & { bulkCalls: number; operations: number } };
   ratios?: { eventsPerSec: number; requestsPerEvent: number; ruPerEvent: number; p50Latency: number };
+  /** The prototype against the per-event strategy (same definitions as `ratios`); not a shipped figure. */
+  prototypeRatios?: { eventsPerSec: number; requestsPerEvent: number; ruPerEvent: number; p50Latency: number };
   memory?: MemoryRun[];
   bundle?: BundleFigures & { error?: string };
   moduleLoad?: LoadFigures & { error?: string };
@@ -120,8 +130,7 @@ function figures(name: string, d: DriveResult, tally: Tally, server?: ServerCoun
   };
   if (server) {
     const k = server.byKind;
-    const data = (k.read ?? 0) + (k.write ?? 0) + (k.query ?? 0) + (k.readfeed ?? 0);
-    const okWrites = Object.entries(server.byStatus).filter(([s]) => /^write:2/.test(s)).reduce((a, [, n]) => a + n, 0);
+    const data = (k.read ?? 0) + (k.write ?? 0) + (k.query ?? 0) + (k.readfeed ?? 0) + (k.bulk ?? 0);
     f.server = {
       ...server,
       dataRequests: data,
@@ -131,8 +140,9 @@ function figures(name: string, d: DriveResult, tally: Tally, server?: ServerCoun
       readsPerEvent: (k.read ?? 0) / d.events,
       requestsPerChangedDoc: data / d.changedDocs,
       ruPerEvent: server.ru / d.events,
-      avgWriteBytes: okWrites ? server.writeBytes / okWrites : 0,
+      avgWriteBytes: server.writeOps ? server.writeBytes / server.writeOps : 0,
       serverCpuUsPerEvent: server.cpuUs / d.events,
+      writeOpsPerEvent: server.writeOps / d.events,
     };
   }
   return f;
@@ -214,6 +224,26 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     after = await servers.counts();
     results.phases.perEvent = figures('per-event (baseline)', d2, perEvent.tally, diffCounts(before, after));
 
+    // Proposal (not shipped): the same handler and engine with guarded writes coalesced into bulk calls.
+    if (opts.prototypeBulk ?? true) {
+      await servers.createContainer('bench-prototype-bulk');
+      const client = createCosmosClient({ cosmosEndpoint: servers.cosmosEndpoint, cosmosKey: servers.cosmosKey });
+      const store = new CoalescingBulkStore(client.database(servers.database).container('bench-prototype-bulk'));
+      const { containerUrl, auth } = fromConnectionString(servers.blobConnectionString, servers.deadLetterContainer);
+      useEngine(new SyncEngine({ store, deadLetters: new BlobDeadLetterSink(containerUrl, auth), concurrency: 100 }));
+      log('prototype: syncTwins with bulk writes (bench/prototypes/bulkStore.ts, not shipped)');
+      if (warmup.length) await drive(warmup, syncTwinsInvoker(emptyTally()));
+      const bulkTally = emptyTally();
+      const stats0 = { ...store.stats };
+      before = await servers.counts();
+      const d4 = await drive(workload, syncTwinsInvoker(bulkTally), { expectedBatches: all.length });
+      after = await servers.counts();
+      const f = figures('proposal: bulk writes (not shipped)', d4, bulkTally, diffCounts(before, after));
+      results.phases.prototypeBulk = { ...f, bulkCalls: store.stats.bulkCalls - stats0.bulkCalls, operations: store.stats.operations - stats0.operations };
+      useEngine(undefined);
+      client.dispose();
+    }
+
     // 3. syncTwins on an in-memory store: a warm-up pass on a throwaway engine, then the measured pass.
     log('phase 3/3: syncTwins on an in-memory store (handler CPU)');
     inMemoryEngine();
@@ -233,6 +263,15 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
       ruPerEvent: s.ruPerEvent / p.ruPerEvent,
       p50Latency: results.phases.shipped.latencyP50Ms / results.phases.perEvent.latencyP50Ms,
     };
+    const b = results.phases.prototypeBulk;
+    if (b?.server) {
+      results.prototypeRatios = {
+        eventsPerSec: b.eventsPerSec / results.phases.perEvent.eventsPerSec,
+        requestsPerEvent: b.server.requestsPerEvent / p.requestsPerEvent,
+        ruPerEvent: b.server.ruPerEvent / p.ruPerEvent,
+        p50Latency: b.latencyP50Ms / results.phases.perEvent.latencyP50Ms,
+      };
+    }
 
     // Memory: fresh processes, growing device counts, the same number of events.
     if (opts.memory) {

@@ -29,9 +29,13 @@ export interface ServerCounts {
   /** Estimated RU (ru.ts), total and by kind. */
   ru: number;
   ruByKind: Record<string, number>;
-  /** Body bytes of successful writes and of successful point reads. */
+  /** Body bytes of successful writes (point or inside bulk requests) and of successful point reads. */
   writeBytes: number;
   readBytes: number;
+  /** Successful document writes, point or inside bulk requests. */
+  writeOps: number;
+  /** Operations carried inside bulk/batch requests (each priced on its own). */
+  bulkOps: number;
   /** CPU used by the process the servers run in, µs (in-process mode: the bench's own process). */
   cpuUs: number;
 }
@@ -53,7 +57,7 @@ export interface BenchServers {
 }
 
 export function emptyCounts(): ServerCounts {
-  return { total: 0, byKind: {}, byStatus: {}, ru: 0, ruByKind: {}, writeBytes: 0, readBytes: 0, cpuUs: 0 };
+  return { total: 0, byKind: {}, byStatus: {}, ru: 0, ruByKind: {}, writeBytes: 0, readBytes: 0, writeOps: 0, bulkOps: 0, cpuUs: 0 };
 }
 
 /** b − a, field by field. */
@@ -74,6 +78,8 @@ export function diffCounts(a: ServerCounts, b: ServerCounts): ServerCounts {
     ruByKind: sub(a.ruByKind, b.ruByKind),
     writeBytes: b.writeBytes - a.writeBytes,
     readBytes: b.readBytes - a.readBytes,
+    writeOps: b.writeOps - a.writeOps,
+    bulkOps: b.bulkOps - a.bulkOps,
     cpuUs: b.cpuUs - a.cpuUs,
   };
 }
@@ -93,14 +99,20 @@ export async function startServersInProcess(opts: ServerOptions = {}): Promise<B
   const counts = emptyCounts();
   // Prepended so that the response is wrapped before the server's own handler writes it.
   server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-    const kind = classifyRequest(req.method ?? '', req.url ?? '', req.headers as Record<string, unknown>);
+    const isBulk = /^true$/i.test(String(req.headers['x-ms-cosmos-is-batch-request'] ?? ''));
+    const kind = isBulk ? 'bulk' : classifyRequest(req.method ?? '', req.url ?? '', req.headers as Record<string, unknown>);
     const requestBytes = Number(req.headers['content-length'] ?? 0) || 0;
     let responseBytes = 0;
+    // Bulk requests carry many operations: keep both bodies to price each operation on its own.
+    const requestChunks: Buffer[] = [];
+    const responseChunks: Buffer[] = [];
+    if (isBulk) req.on('data', (c: Buffer) => requestChunks.push(c));
     const write = res.write.bind(res) as (...args: unknown[]) => boolean;
     const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
     const measure = (chunk: unknown) => {
       if (typeof chunk === 'string') responseBytes += Buffer.byteLength(chunk);
       else if (chunk instanceof Uint8Array) responseBytes += chunk.byteLength;
+      if (isBulk && (typeof chunk === 'string' || chunk instanceof Uint8Array)) responseChunks.push(Buffer.from(chunk as never));
     };
     (res as { write: unknown }).write = (chunk: unknown, ...rest: unknown[]) => {
       measure(chunk);
@@ -120,11 +132,18 @@ export async function startServersInProcess(opts: ServerOptions = {}): Promise<B
       counts.byKind[kind] = (counts.byKind[kind] ?? 0) + 1;
       const sk = `${kind}:${status}`;
       counts.byStatus[sk] = (counts.byStatus[sk] ?? 0) + 1;
+      if (isBulk) {
+        priceBulk(counts, Buffer.concat(requestChunks), Buffer.concat(responseChunks));
+        return;
+      }
       const ru = requestRu(kind, status, requestBytes, responseBytes);
       counts.ru += ru;
       counts.ruByKind[kind] = (counts.ruByKind[kind] ?? 0) + ru;
       if (status >= 200 && status < 300) {
-        if (kind === 'write') counts.writeBytes += requestBytes;
+        if (kind === 'write') {
+          counts.writeBytes += requestBytes;
+          counts.writeOps++;
+        }
         if (kind === 'read') counts.readBytes += responseBytes;
       }
     });
@@ -169,6 +188,36 @@ export async function startServersInProcess(opts: ServerOptions = {}): Promise<B
       await blob.close();
     },
   };
+}
+
+/** Prices each operation of a bulk request like the point operation it stands for. */
+function priceBulk(counts: ServerCounts, request: Buffer, response: Buffer): void {
+  let ops: { operationType?: string; resourceBody?: unknown }[] = [];
+  let results: { statusCode?: number; resourceBody?: unknown }[] = [];
+  try {
+    ops = JSON.parse(request.toString('utf8'));
+    results = JSON.parse(response.toString('utf8'));
+  } catch {
+    return;
+  }
+  ops.forEach((op, i) => {
+    const status = results[i]?.statusCode ?? 0;
+    const type = String(op.operationType ?? '').toLowerCase();
+    const isRead = type === 'read';
+    const bytes = isRead ? Buffer.byteLength(JSON.stringify(results[i]?.resourceBody ?? {})) : Buffer.byteLength(JSON.stringify(op.resourceBody ?? {}));
+    const kind = isRead ? 'read' : 'write';
+    const ru = requestRu(kind, status, bytes, bytes);
+    counts.bulkOps++;
+    counts.ru += ru;
+    counts.ruByKind[`bulk-${kind}`] = (counts.ruByKind[`bulk-${kind}`] ?? 0) + ru;
+    counts.byStatus[`bulk-${kind}:${status}`] = (counts.byStatus[`bulk-${kind}:${status}`] ?? 0) + 1;
+    if (status >= 200 && status < 300) {
+      if (kind === 'write') {
+        counts.writeBytes += bytes;
+        counts.writeOps++;
+      } else counts.readBytes += bytes;
+    }
+  });
 }
 
 type Reply = { id: number; result?: unknown; error?: string };

@@ -71,6 +71,22 @@ describe('bench accounting (tiny workload, in-process servers)', () => {
   });
 });
 
+describe('bulk-write prototype accounting (not shipped)', () => {
+  it('writes each changed document once per batch, inside bulk requests priced per operation', async () => {
+    const r = await runBench({ workload: { ...tiny, poisonRate: 0 }, servers: 'in-process', artifacts: false, synth: false, warmup: 0 });
+    const b = r.phases.prototypeBulk!;
+    const s = r.phases.shipped!;
+    expect(b.tally.failedInvocations).toBe(0);
+    expect(b.tally.applied).toBe(tiny.events);
+    expect(b.server!.writeOps).toBe(b.changedDocs);
+    expect(b.server!.byKind.write ?? 0).toBe(0);
+    expect(b.server!.byKind.bulk).toBe(b.bulkCalls);
+    expect(b.operations).toBe(b.changedDocs);
+    // The same documents are written: the same estimated RU within rounding of timestamps.
+    expect(Math.abs(b.server!.ru - s.server!.ru) / s.server!.ru).toBeLessThan(0.01);
+  });
+});
+
 describe('RU formula', () => {
   it('goes through the published points', () => {
     expect(writeRu(1024)).toBeCloseTo(5, 6);
