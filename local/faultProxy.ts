@@ -74,10 +74,16 @@ export class FaultProxy {
     return this;
   }
 
-  /** A throttling storm: the next `requests` requests are answered 429 with the retry-after hint. */
+  /** A throttling storm: the next `requests` requests are answered 429 with the retry-after hint (storms overlap, they do not add up). */
   throttleNext(requests: number, retryAfterMs = this.retryAfterMs): void {
-    this.throttleBudget += requests;
+    this.throttleBudget = Math.max(this.throttleBudget, requests);
     this.retryAfterMs = retryAfterMs;
+  }
+
+  /** Ends pending storms and latency (the endpoint's up/down state is left as it is). */
+  calm(): void {
+    this.throttleBudget = 0;
+    this.delayMs = 0;
   }
 
   /** The endpoint goes away: no new connections, open ones cut. */

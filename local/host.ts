@@ -27,7 +27,9 @@ export class HostFaults {
   /** True when this operation is the one that kills the host. */
   tripsCrash(): boolean {
     if (this.opsUntilCrash === undefined) return false;
-    return --this.opsUntilCrash === 0;
+    if (--this.opsUntilCrash > 0) return false;
+    this.opsUntilCrash = undefined;
+    return true;
   }
 }
 
