@@ -24,6 +24,7 @@ export function render(r: BenchResults): string {
   out.push(`${r.meta.node} · ${r.meta.cpus} × ${r.meta.cpuModel} · load ${r.meta.loadAvgStart.map((x) => x.toFixed(2)).join(' ')} → ${r.meta.loadAvgEnd?.map((x) => x.toFixed(2)).join(' ')} · servers: ${r.meta.serverMode}${r.meta.rttMs ? `, simulated RTT ${r.meta.rttMs} ms` : ', no added RTT (loopback)'}`);
   out.push(`workload: ${n(w.devices)} devices, ${n(w.events)} events, ${w.partitions} partitions, batches of ${w.batchSize}, burst ${w.burst} (interleave ${w.interleave}), docs ${n(w.minDocBytes / 1024)}–${n(w.maxDocBytes / 1024)} KB, seed ${w.seed}`);
   out.push(`          ${n(w.batches)} batches, ${n(w.avgChangedDocsPerBatch, 1)} changed docs/batch, ${n(w.avgEventsPerChangedDoc, 2)} events per changed doc per batch`);
+  if (r.meta.rounds) out.push(`          server-bound strategies interleaved in ${r.meta.rounds} rounds (order reversed every other round), each after an unmeasured warm-up`);
   out.push('');
   out.push(table([
     ['', ...phases.map((p) => p.name)],

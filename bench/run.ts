@@ -13,8 +13,8 @@ import { SyncEngine } from '../functions/src/sync/engine';
 import { CoalescingBulkStore } from './prototypes/bulkStore';
 import { buildBundle, measureModuleLoad, PROJECT_ROOT, measureSynth, percentile, type BundleFigures, type LoadFigures, type SynthFigures } from './artifacts';
 import type { MemoryRun } from './memoryChild';
-import { diffCounts, startServersInChild, startServersInProcess, type BenchServers, type ServerCounts } from './servers';
-import { drive, inMemoryEngine, localSettingsEnv, PerEventStrategy, shippedEngine, syncTwinsInvoker, emptyTally, type DriveResult, type Tally } from './strategies';
+import { addCounts, diffCounts, startServersInChild, startServersInProcess, type BenchServers, type ServerCounts } from './servers';
+import { drive, inMemoryEngine, localSettingsEnv, mergeDrive, PerEventStrategy, shippedEngine, syncTwinsInvoker, emptyTally, type DriveResult, type Invoke, type Tally } from './strategies';
 import { generateWorkload, type Batch, type WorkloadOptions } from './workload';
 import { RU_FORMULA } from './ru';
 
@@ -31,6 +31,8 @@ export interface BenchOptions {
   warmup?: number;
   /** Also run the bulk-write prototype (bench/prototypes/bulkStore.ts; not shipped). @default true */
   prototypeBulk?: boolean;
+  /** The server-bound strategies run interleaved in this many rounds (a slice of the workload each). @default 4 */
+  rounds?: number;
   /** Simulated network round trip added by the server to every Cosmos response, ms. @default 0 */
   rttMs?: number;
   artifacts: boolean;
@@ -94,6 +96,7 @@ export interface BenchResults {
     loadAvgEnd?: number[];
     serverMode: string;
     rttMs: number;
+    rounds?: number;
     ruFormula: string;
     durationMs?: number;
   };
@@ -198,54 +201,85 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
   const warmup: Batch[][] =
     warmupShare > 0 ? generateWorkload({ ...w, devicePrefix: 'warmup-', seed: w.seed + 1, events: Math.ceil(w.events * warmupShare) }) : [];
   try {
+    // The strategies that talk to the server run interleaved in rounds (a slice of every partition's
+    // batches each, the order reversed every other round), so that a change in the machine's load
+    // (other processes on 2 shared cores) falls on all of them alike instead of on whichever ran last.
+    interface Contender {
+      key: 'shipped' | 'perEvent' | 'prototypeBulk';
+      name: string;
+      /** Makes this contender's engine the one syncTwins uses (it keeps one per process). */
+      activate: () => void;
+      invoke: Invoke;
+      tally: Tally;
+      drive?: DriveResult;
+      counts?: ServerCounts;
+    }
+    const contenders: Contender[] = [];
+
     // 1. syncTwins as shipped.
     await servers.createContainer('bench-shipped');
-    const shippedTally = emptyTally();
     const engine = shippedEngine(servers, 'bench-shipped');
-    log('phase 1/3: syncTwins as shipped (Cosmos SDK → local server)');
-    if (warmup.length) await drive(warmup, syncTwinsInvoker(emptyTally()));
-    let before = await servers.counts();
-    const d1 = await drive(workload, syncTwinsInvoker(shippedTally), { expectedBatches: all.length });
-    let after = await servers.counts();
-    results.phases.shipped = figures('syncTwins (shipped)', d1, shippedTally, diffCounts(before, after));
-    results.phases.shipped.cache = { entries: engine.cache.size, bytes: engine.cache.totalBytes };
-    useEngine(undefined);
+    const shippedTally = emptyTally();
+    contenders.push({ key: 'shipped', name: 'syncTwins (shipped)', activate: () => useEngine(engine), invoke: syncTwinsInvoker(shippedTally), tally: shippedTally });
 
     // 2. per-event strategy.
     await servers.createContainer('bench-per-event');
     const perEvent = PerEventStrategy.fromServers(servers, 'bench-per-event');
-    log('phase 2/3: per-event read → merge → guarded replace');
-    if (warmup.length) {
-      await drive(warmup, perEvent.invoker());
-      perEvent.tally = emptyTally();
-    }
-    before = await servers.counts();
-    const d2 = await drive(workload, perEvent.invoker(), { expectedBatches: all.length });
-    after = await servers.counts();
-    results.phases.perEvent = figures('per-event (baseline)', d2, perEvent.tally, diffCounts(before, after));
+    contenders.push({ key: 'perEvent', name: 'per-event (baseline)', activate: () => useEngine(undefined), invoke: perEvent.invoker(), tally: perEvent.tally });
 
     // Proposal (not shipped): the same handler and engine with guarded writes coalesced into bulk calls.
+    let bulk: { store: CoalescingBulkStore; dispose: () => void } | undefined;
     if (opts.prototypeBulk ?? true) {
       await servers.createContainer('bench-prototype-bulk');
       const client = createCosmosClient({ cosmosEndpoint: servers.cosmosEndpoint, cosmosKey: servers.cosmosKey });
       const store = new CoalescingBulkStore(client.database(servers.database).container('bench-prototype-bulk'));
       const { containerUrl, auth } = fromConnectionString(servers.blobConnectionString, servers.deadLetterContainer);
-      useEngine(new SyncEngine({ store, deadLetters: new BlobDeadLetterSink(containerUrl, auth), concurrency: 100 }));
-      log('prototype: syncTwins with bulk writes (bench/prototypes/bulkStore.ts, not shipped)');
-      if (warmup.length) await drive(warmup, syncTwinsInvoker(emptyTally()));
+      const bulkEngine = new SyncEngine({ store, deadLetters: new BlobDeadLetterSink(containerUrl, auth), concurrency: 100 });
       const bulkTally = emptyTally();
-      const stats0 = { ...store.stats };
-      before = await servers.counts();
-      const d4 = await drive(workload, syncTwinsInvoker(bulkTally), { expectedBatches: all.length });
-      after = await servers.counts();
-      const f = figures('proposal: bulk writes (not shipped)', d4, bulkTally, diffCounts(before, after));
-      results.phases.prototypeBulk = { ...f, bulkCalls: store.stats.bulkCalls - stats0.bulkCalls, operations: store.stats.operations - stats0.operations };
-      useEngine(undefined);
-      client.dispose();
+      contenders.push({ key: 'prototypeBulk', name: 'proposal: bulk writes (not shipped)', activate: () => useEngine(bulkEngine), invoke: syncTwinsInvoker(bulkTally), tally: bulkTally });
+      bulk = { store, dispose: () => client.dispose() };
     }
 
+    if (warmup.length) {
+      for (const c of contenders) {
+        log(`warm-up: ${c.name} (${warmup.flat().length} batches on other devices, not measured)`);
+        c.activate();
+        const t = emptyTally();
+        await drive(warmup, c.key === 'perEvent' ? perEvent.invoker() : syncTwinsInvoker(t));
+      }
+      perEvent.tally = emptyTally();
+      contenders.find((c) => c.key === 'perEvent')!.tally = perEvent.tally;
+      contenders.find((c) => c.key === 'perEvent')!.invoke = perEvent.invoker();
+    }
+    const bulkStats0 = bulk ? { ...bulk.store.stats } : undefined;
+    const rounds = Math.max(1, Math.min(opts.rounds ?? 4, Math.min(...workload.map((p) => p.length))));
+    for (let round = 0; round < rounds; round++) {
+      const slice = workload.map((p) => p.slice(Math.floor((p.length * round) / rounds), Math.floor((p.length * (round + 1)) / rounds)));
+      const order = round % 2 === 0 ? contenders : [...contenders].reverse();
+      for (const c of order) {
+        log(`round ${round + 1}/${rounds}: ${c.name}`);
+        c.activate();
+        const before = await servers.counts();
+        const d = await drive(slice, c.invoke, { expectedBatches: slice.flat().length });
+        const after = await servers.counts();
+        c.drive = c.drive ? mergeDrive(c.drive, d) : d;
+        c.counts = c.counts ? addCounts(c.counts, diffCounts(before, after)) : diffCounts(before, after);
+      }
+    }
+    useEngine(undefined);
+    for (const c of contenders) {
+      const f = figures(c.name, c.drive!, c.tally, c.counts);
+      if (c.key === 'shipped') results.phases.shipped = { ...f, cache: { entries: engine.cache.size, bytes: engine.cache.totalBytes } };
+      else if (c.key === 'perEvent') results.phases.perEvent = f;
+      else if (bulk && bulkStats0) {
+        results.phases.prototypeBulk = { ...f, bulkCalls: bulk.store.stats.bulkCalls - bulkStats0.bulkCalls, operations: bulk.store.stats.operations - bulkStats0.operations };
+      }
+    }
+    bulk?.dispose();
+    results.meta.rounds = rounds;
+
     // 3. syncTwins on an in-memory store: a warm-up pass on a throwaway engine, then the measured pass.
-    log('phase 3/3: syncTwins on an in-memory store (handler CPU)');
+    log('syncTwins on an in-memory store (handler CPU)');
     inMemoryEngine();
     await drive(warmup.length ? warmup : workload.map((p) => p.slice(0, Math.ceil(p.length / 5))), syncTwinsInvoker(emptyTally()));
     const memTally = emptyTally();
@@ -255,21 +289,21 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     results.phases.inMemory.cache = { entries: mem.engine.cache.size, bytes: mem.engine.cache.totalBytes };
     useEngine(undefined);
 
-    const s = results.phases.shipped.server!;
-    const p = results.phases.perEvent.server!;
+    const s = results.phases.shipped!.server!;
+    const p = results.phases.perEvent!.server!;
     results.ratios = {
-      eventsPerSec: results.phases.shipped.eventsPerSec / results.phases.perEvent.eventsPerSec,
+      eventsPerSec: results.phases.shipped!.eventsPerSec / results.phases.perEvent!.eventsPerSec,
       requestsPerEvent: s.requestsPerEvent / p.requestsPerEvent,
       ruPerEvent: s.ruPerEvent / p.ruPerEvent,
-      p50Latency: results.phases.shipped.latencyP50Ms / results.phases.perEvent.latencyP50Ms,
+      p50Latency: results.phases.shipped!.latencyP50Ms / results.phases.perEvent!.latencyP50Ms,
     };
     const b = results.phases.prototypeBulk;
     if (b?.server) {
       results.prototypeRatios = {
-        eventsPerSec: b.eventsPerSec / results.phases.perEvent.eventsPerSec,
+        eventsPerSec: b.eventsPerSec / results.phases.perEvent!.eventsPerSec,
         requestsPerEvent: b.server.requestsPerEvent / p.requestsPerEvent,
         ruPerEvent: b.server.ruPerEvent / p.ruPerEvent,
-        p50Latency: b.latencyP50Ms / results.phases.perEvent.latencyP50Ms,
+        p50Latency: b.latencyP50Ms / results.phases.perEvent!.latencyP50Ms,
       };
     }
 

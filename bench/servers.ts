@@ -92,6 +92,12 @@ export interface ServerOptions {
   rttMs?: number;
 }
 
+/** a + b, field by field. */
+export function addCounts(a: ServerCounts, b: ServerCounts): ServerCounts {
+  const neg = diffCounts(b, emptyCounts());
+  return diffCounts(neg, a);
+}
+
 export async function startServersInProcess(opts: ServerOptions = {}): Promise<BenchServers> {
   const rttMs = opts.rttMs ?? 0;
   const { createHttpsServer } = require('@vercel/cosmosdb-server');

@@ -150,6 +150,24 @@ export async function drive(
   return result;
 }
 
+/** Two runs of the same strategy as one (rounds of an interleaved run). */
+export function mergeDrive(a: DriveResult, b: DriveResult): DriveResult {
+  return {
+    events: a.events + b.events,
+    changes: a.changes + b.changes,
+    changedDocs: a.changedDocs + b.changedDocs,
+    batches: a.batches + b.batches,
+    wallMs: a.wallMs + b.wallMs,
+    latencies: [...a.latencies, ...b.latencies],
+    processCpuUs: a.processCpuUs + b.processCpuUs,
+    invocationCpuUs: a.invocationCpuUs + b.invocationCpuUs,
+    rssStartBytes: a.rssStartBytes,
+    peakRssBytes: Math.max(a.peakRssBytes, b.peakRssBytes),
+    rssCheckpoints: [...a.rssCheckpoints, ...b.rssCheckpoints],
+    heapCheckpoints: [...a.heapCheckpoints, ...b.heapCheckpoints],
+  };
+}
+
 function contextFor(batch: Batch, onLog: (level: string, message: string) => void): InvocationContext {
   return new InvocationContext({
     invocationId: `bench-${batch.partitionId}-${batch.index}`,
