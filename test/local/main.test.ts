@@ -1,0 +1,27 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const tsx = ['node_modules/.bin/tsx', 'local/main.ts'];
+
+describe('npm run local', () => {
+  it('lists its flags', async () => {
+    const { stdout } = await run(tsx[0], [tsx[1], '--help']);
+    for (const flag of ['--devices', '--events', '--partitions', '--seed', '--crash-rate', '--throttle-rate', '--duplicate-rate', '--outage-rate', '--reorder-window', '--keep']) expect(stdout).toContain(flag);
+  });
+
+  it('syncs a small fleet under faults and reports a full match with exit code 0', async () => {
+    const { stdout } = await run(tsx[0], [tsx[1], '--devices', '25', '--events', '1500', '--partitions', '2', '--crash-rate', '0.1', '--outage-rate', '0.05', '--no-progress'], { timeout: 90_000 });
+    expect(stdout).toMatch(/replica matches hub: 25\/25 devices/);
+    expect(stdout).toMatch(/accounting\s+received = applied/);
+    expect(stdout).toMatch(/host crashes\s+[1-9]/);
+    expect(stdout).toMatch(/requests \(at the server\)\s+\d+: .*write \d+/);
+  }, 90_000);
+
+  it('exits non-zero when the replica does not match (cross-route reordering around re-creations)', async () => {
+    const err = await run(tsx[0], [tsx[1], '--devices', '20', '--events', '4000', '--reorder-window', '8', '--no-progress', '--seed', '3'], { timeout: 90_000 }).then(() => undefined, (e) => e);
+    expect(err?.code).toBe(1);
+    expect(err.stdout).toMatch(/MISMATCH/);
+  }, 90_000);
+});
