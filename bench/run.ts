@@ -57,6 +57,8 @@ export interface PhaseFigures {
   invocationCpuUsPerEvent: number;
   peakRssBytes: number;
   rssStartBytes: number;
+  /** Parsing each batch's JSON (the worker's deserialization), excluded from the figures above; per event. */
+  deserializeCpuUsPerEvent: number;
   tally: Tally;
   server?: ServerCounts & {
     dataRequests: number;
@@ -129,6 +131,7 @@ function figures(name: string, d: DriveResult, tally: Tally, server?: ServerCoun
     invocationCpuUsPerEvent: d.invocationCpuUs / d.events,
     peakRssBytes: d.peakRssBytes,
     rssStartBytes: d.rssStartBytes,
+    deserializeCpuUsPerEvent: d.deserializeCpuUs / d.events,
     tally,
   };
   if (server) {

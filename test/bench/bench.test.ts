@@ -103,8 +103,8 @@ describe('RU formula', () => {
 
 describe('workload', () => {
   it('is reproducible from its seed', () => {
-    const a = generateWorkload(tiny).flat().map((b) => b.trigger.messages);
-    const b = generateWorkload(tiny).flat().map((b) => b.trigger.messages);
+    const a = generateWorkload(tiny).flat().map((b) => b.trigger().messages);
+    const b = generateWorkload(tiny).flat().map((b) => b.trigger().messages);
     expect(a).toEqual(b);
   });
 
@@ -121,8 +121,9 @@ describe('workload', () => {
   it('keeps a device in one partition and its versions increasing', () => {
     const seen = new Map<string, { partition: string; version: number }>();
     for (const batch of generateWorkload({ ...tiny, poisonRate: 0 }).flat()) {
-      batch.trigger.messages.forEach((m, i) => {
-        const props = batch.trigger.triggerMetadata.propertiesArray[i] as Record<string, unknown>;
+      const trigger = batch.trigger();
+      trigger.messages.forEach((m, i) => {
+        const props = trigger.triggerMetadata.propertiesArray[i] as Record<string, unknown>;
         const id = String(props.deviceId);
         const body = JSON.parse(String(m)) as { version?: number };
         const prev = seen.get(id);
