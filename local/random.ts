@@ -1,4 +1,4 @@
-/** A small seeded PRNG (mulberry32): the same seed gives the same hub, the same faults and the same run. */
+/** A small seeded PRNG (mulberry32): the same seed gives the same hub and the same workload. */
 export class Rng {
   private state: number;
 

@@ -4,7 +4,7 @@ import type { StoredDoc, TwinStore } from '../../functions/src/sync/ports';
 import type { TwinDoc } from '../../functions/src/sync/types';
 import { startLocalCosmos } from '../../testkit/servers';
 import { FaultProxy } from '../../local/faultProxy';
-import { commandArbs, newRun, newTally, provision, proxiedClient, verify, type Services } from './harness';
+import { commandArbs, commandArbsWithoutCreate, newRun, newTally, provision, proxiedClient, verify, type Services } from './harness';
 
 /**
  * Model-based convergence proof: random sequences of hub changes (the model) interleaved with deliveries
@@ -16,6 +16,7 @@ import { commandArbs, newRun, newTally, provision, proxiedClient, verify, type S
  */
 const LONG = process.env.TWIN_REPLICA_LONG === '1';
 const NUM_RUNS = LONG ? 1000 : 150;
+const REORDER_RUNS = LONG ? 300 : 40;
 const SEED = process.env.TWIN_REPLICA_SEED ? { seed: Number(process.env.TWIN_REPLICA_SEED) } : {};
 
 let services: Services;
@@ -59,6 +60,25 @@ describe('the replica converges to the hub under IoT Hub delivery and Cosmos DB 
     // The faults really happened (otherwise the property proves less than it claims).
     expect(t.runs).toBeGreaterThanOrEqual(NUM_RUNS);
     for (const k of ['crashes', 'retries', 'etagConflicts', 'throttled', 'deletes', 'coalesced', 'replays', 'stale'] as const) expect(t[k], k).toBeGreaterThan(0);
+  }, LONG ? 3_600_000 : 120_000);
+
+  // IoT Hub orders one device's events per route only. Across routes the engine converges as long as an
+  // identity is not deleted and re-created within the reordering window; with re-creation it does not
+  // (see local/README.section.md for the minimal counterexamples), so re-creation is left out here.
+  it(`holds with cross-route reordering (window 3) when identities are not re-created (${REORDER_RUNS} sequences)`, async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.commands(commandArbsWithoutCreate, { maxCommands: LONG ? 80 : 50, size: 'large' }), seeds, async (cmds, seed) => {
+        const run = await newRun(services, { seed, reorderWindow: 3 });
+        try {
+          provision(run.model.hub);
+          await fc.asyncModelRun(() => ({ model: run.model, real: run.real }), cmds);
+          await verify(run.model, run.real);
+        } finally {
+          await run.dispose();
+        }
+      }),
+      { numRuns: REORDER_RUNS, ...SEED },
+    );
   }, LONG ? 3_600_000 : 120_000);
 
   it('catches a replica that loses writes (negative control: the checks can fail)', async () => {

@@ -328,8 +328,10 @@ const plain = fc.dictionary(name, fc.oneof(leaf, fc.dictionary(name, leaf, { max
 const key = fc.constantFrom(...KEYS);
 const partition = fc.nat({ max: PARTITIONS - 1 });
 
-export const commandArbs: fc.Arbitrary<Cmd>[] = [
-  fc.tuple(key, fc.option(plain, { nil: undefined })).map(([k, t]) => new Create(k, t)),
+const create = fc.tuple(key, fc.option(plain, { nil: undefined })).map(([k, t]) => new Create(k, t));
+
+/** Every command but re-creation (identities are created once, by `provision`). */
+export const commandArbsWithoutCreate: fc.Arbitrary<Cmd>[] = [
   fc.tuple(key, fc.constantFrom('tags', 'desired', 'reported') as fc.Arbitrary<'tags' | 'desired' | 'reported'>, patch, fc.boolean()).map(([k, s, p, h]) => new Patch(k, s, p, h)),
   fc.tuple(key, fc.constantFrom('tags', 'desired', 'reported') as fc.Arbitrary<'tags' | 'desired' | 'reported'>, patch, fc.boolean()).map(([k, s, p, h]) => new Patch(k, s, p, h)),
   fc.tuple(key, plain, plain).map(([k, t, d]) => new Replace(k, t, d)),
@@ -345,6 +347,8 @@ export const commandArbs: fc.Arbitrary<Cmd>[] = [
   fc.integer({ min: 1, max: 2 }).map((t) => new Outage(t)),
   fc.integer({ min: 0, max: 15 }).map((ms) => new Slow(ms)),
 ];
+
+export const commandArbs: fc.Arbitrary<Cmd>[] = [create, ...commandArbsWithoutCreate];
 
 /** Every run starts with the devices created, so most commands act on live twins. */
 export function provision(hub: SimulatedHub): void {

@@ -12,7 +12,7 @@ describe('npm run local', () => {
   });
 
   it('syncs a small fleet under faults and reports a full match with exit code 0', async () => {
-    const { stdout } = await run(tsx[0], [tsx[1], '--devices', '25', '--events', '1500', '--partitions', '2', '--crash-rate', '0.1', '--outage-rate', '0.05', '--no-progress'], { timeout: 90_000 });
+    const { stdout } = await run(tsx[0], [tsx[1], '--devices', '25', '--events', '1500', '--partitions', '2', '--crash-rate', '0.3', '--outage-rate', '0.05', '--no-progress'], { timeout: 90_000 });
     expect(stdout).toMatch(/replica matches hub: 25\/25 devices/);
     expect(stdout).toMatch(/accounting\s+received = applied/);
     expect(stdout).toMatch(/host crashes\s+[1-9]/);
