@@ -50,6 +50,12 @@ export function render(r: BenchResults): string {
     out.push('');
     out.push(`headline (shipped ÷ per-event): ${r.ratios.eventsPerSec.toFixed(2)}× events/s, ${r.ratios.requestsPerEvent.toFixed(3)}× requests/event, ${r.ratios.ruPerEvent.toFixed(3)}× RU/event, ${r.ratios.p50Latency.toFixed(3)}× p50 batch latency`);
   }
+  const cpu = (p?: PhaseFigures) => (p?.server ? p.processCpuUsPerEvent + p.server.serverCpuUsPerEvent : NaN);
+  if (r.meta.serverMode === 'child' && r.phases.shipped?.server && r.phases.perEvent?.server) {
+    const s = cpu(r.phases.shipped);
+    const p = cpu(r.phases.perEvent);
+    out.push(`CPU per event, client + server (what bounds events/s on loopback): shipped ${n(s, 0)} µs, per-event ${n(p, 0)} µs → ${(p / s).toFixed(2)}×`);
+  }
   if (r.prototypeRatios && r.phases.prototypeBulk) {
     const b = r.phases.prototypeBulk;
     out.push(`proposal, not shipped (bulk writes ÷ per-event): ${r.prototypeRatios.eventsPerSec.toFixed(2)}× events/s, ${r.prototypeRatios.requestsPerEvent.toFixed(3)}× requests/event, ${r.prototypeRatios.ruPerEvent.toFixed(3)}× RU/event; ${b.bulkCalls} bulk calls for ${b.operations} writes`);
