@@ -125,7 +125,7 @@ async function main(): Promise<number> {
   let outages = 0;
   const trigger = new EventHubTrigger({
     hub: eventHub,
-    handler: syncTwins as never,
+    handler: syncTwins,
     maxEventBatchSize: o.batchSize,
     retry: { maxRetryCount: SYNC_RETRY.maxRetryCount, minimumIntervalMs: SYNC_RETRY.minimumInterval.seconds * 1000, maximumIntervalMs: SYNC_RETRY.maximumInterval.minutes * 60_000 },
     timeScale: o.timeScale,

@@ -1,6 +1,7 @@
 import https from 'node:https';
 import { CosmosClient, type Container } from '@azure/cosmos';
 import fc from 'fast-check';
+import { isLoopback } from '../../functions/src/config';
 import { CosmosTwinStore, stripSystemFields } from '../../functions/src/adapters/cosmosStore';
 import { MemoryDeadLetterSink } from '../../functions/src/adapters/memoryDeadLetters';
 import { SYNC_RETRY, syncTwins, toRawEvents } from '../../functions/src/functions/syncTwins';
@@ -56,7 +57,7 @@ export class Real {
     }));
     this.trigger = new EventHubTrigger({
       hub: this.eventHub,
-      handler: syncTwins as never,
+      handler: syncTwins,
       retry: { maxRetryCount: SYNC_RETRY.maxRetryCount, minimumIntervalMs: SYNC_RETRY.minimumInterval.seconds * 1000, maximumIntervalMs: SYNC_RETRY.maximumInterval.minutes * 60_000 },
       timeScale: 0,
       host: this.host,
@@ -184,6 +185,7 @@ export function newTally(): Record<string, number> {
 }
 
 export function proxiedClient(proxy: FaultProxy): CosmosClient {
+  if (!isLoopback(proxy.endpoint)) throw new Error(`refusing to skip certificate checks for ${proxy.endpoint}`);
   return new CosmosClient({
     endpoint: proxy.endpoint,
     key: LOCAL_COSMOS_KEY,
