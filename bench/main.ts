@@ -44,7 +44,6 @@ const program = new Command('bench')
   .option('--seed <n>', 'workload seed', int('seed'), DEFAULT_WORKLOAD.seed)
   .option('--warmup <share>', 'share of the workload run first (other devices, unmeasured) through each strategy', (v) => Number(v), 0.2)
   .option('--rounds <n>', 'interleave the server-bound strategies in this many rounds (evens out load changes on a shared machine)', int('rounds', 1), 4)
-  .option('--no-prototype', 'skip the bulk-write prototype (bench/prototypes/bulkStore.ts, a proposal, not shipped)')
   .option('--rtt <ms>', 'network round trip the server adds to every Cosmos response (loopback has none; same-region Cosmos ~1-5 ms)', (v) => Number(v), 0)
   .option('--memory-devices <list>', 'device counts of the memory runs (fresh process each)', list, [1_000, 10_000])
   .option('--memory-events <n>', 'events per memory run', int('memory-events', 1), 50_000)
@@ -59,7 +58,7 @@ const program = new Command('bench')
 
 const o = program.opts<{
   devices: number; events: number; partitions: number; batch: number; burst: number; interleave: number; minKb: number; maxKb: number;
-  poison: number; seed: number; warmup: number; rtt: number; prototype: boolean; rounds: number; memoryDevices: number[]; memoryEvents: number; memory: boolean; artifacts: boolean; synth?: boolean;
+  poison: number; seed: number; warmup: number; rtt: number; rounds: number; memoryDevices: number[]; memoryEvents: number; memory: boolean; artifacts: boolean; synth?: boolean;
   inProcess?: boolean; quick?: boolean; out?: string;
 }>();
 const explicit = (name: string) => program.getOptionValueSource(name) === 'cli';
@@ -83,7 +82,7 @@ const outFile = path.resolve(o.out ?? (o.quick ? path.join(here, 'out', 'results
 const command = `npm run bench${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`;
 
 const results = await runBench(
-  { workload, servers: o.inProcess ? 'in-process' : 'child', memory, warmup: o.warmup, rttMs: o.rtt, prototypeBulk: o.prototype, rounds: o.rounds, artifacts: o.artifacts, synth: o.synth ?? !o.quick, log: (l) => console.error(`· ${l}`) },
+  { workload, servers: o.inProcess ? 'in-process' : 'child', memory, warmup: o.warmup, rttMs: o.rtt, rounds: o.rounds, artifacts: o.artifacts, synth: o.synth ?? !o.quick, log: (l) => console.error(`· ${l}`) },
   command,
 );
 await mkdir(path.dirname(outFile), { recursive: true });

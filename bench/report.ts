@@ -17,7 +17,7 @@ function table(rows: string[][]): string {
 
 export function render(r: BenchResults): string {
   const w = r.workload;
-  const phases = [r.phases.shipped, r.phases.perEvent, r.phases.inMemory, r.phases.prototypeBulk].filter(Boolean) as PhaseFigures[];
+  const phases = [r.phases.shipped, r.phases.perEvent, r.phases.inMemory].filter(Boolean) as PhaseFigures[];
   const row = (label: string, f: (p: PhaseFigures) => string) => [label, ...phases.map(f)];
   const out: string[] = [];
   out.push(`twin-replica bench · ${r.meta.command}`);
@@ -55,10 +55,6 @@ export function render(r: BenchResults): string {
     const s = cpu(r.phases.shipped);
     const p = cpu(r.phases.perEvent);
     out.push(`CPU per event, client + server (what bounds events/s on loopback): shipped ${n(s, 0)} µs, per-event ${n(p, 0)} µs → ${(p / s).toFixed(2)}×`);
-  }
-  if (r.prototypeRatios && r.phases.prototypeBulk) {
-    const b = r.phases.prototypeBulk;
-    out.push(`proposal, not shipped (bulk writes ÷ per-event): ${r.prototypeRatios.eventsPerSec.toFixed(2)}× events/s, ${r.prototypeRatios.requestsPerEvent.toFixed(3)}× requests/event, ${r.prototypeRatios.ruPerEvent.toFixed(3)}× RU/event; ${b.bulkCalls} bulk calls for ${b.operations} writes`);
   }
   if (r.memory?.length) {
     out.push('');

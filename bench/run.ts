@@ -10,7 +10,6 @@ import { BlobDeadLetterSink, fromConnectionString } from '../functions/src/adapt
 import { createCosmosClient } from '../functions/src/config';
 import { useEngine } from '../functions/src/functions/syncTwins';
 import { SyncEngine } from '../functions/src/sync/engine';
-import { CoalescingBulkStore } from './prototypes/bulkStore';
 import { buildBundle, measureModuleLoad, PROJECT_ROOT, measureSynth, percentile, type BundleFigures, type LoadFigures, type SynthFigures } from './artifacts';
 import type { MemoryRun } from './memoryChild';
 import { addCounts, diffCounts, startServersInChild, startServersInProcess, type BenchServers, type ServerCounts } from './servers';
@@ -29,8 +28,6 @@ export interface BenchOptions {
    * unmeasured, so that no strategy pays for JIT compilation and connection set-up in its figures. @default 0.2
    */
   warmup?: number;
-  /** Also run the bulk-write prototype (bench/prototypes/bulkStore.ts; not shipped). @default true */
-  prototypeBulk?: boolean;
   /** The server-bound strategies run interleaved in this many rounds (a slice of the workload each). @default 4 */
   rounds?: number;
   /** Simulated network round trip added by the server to every Cosmos response, ms. @default 0 */
@@ -103,10 +100,8 @@ export interface BenchResults {
     durationMs?: number;
   };
   workload: WorkloadOptions & { batches: number; changedDocs: number; avgChangedDocsPerBatch: number; avgEventsPerChangedDoc: number };
-  phases: { shipped?: PhaseFigures; perEvent?: PhaseFigures; inMemory?: PhaseFigures; prototypeBulk?: PhaseFigures & { bulkCalls: number; operations: number } };
+  phases: { shipped?: PhaseFigures; perEvent?: PhaseFigures; inMemory?: PhaseFigures };
   ratios?: { eventsPerSec: number; requestsPerEvent: number; ruPerEvent: number; p50Latency: number };
-  /** The prototype against the per-event strategy (same definitions as `ratios`); not a shipped figure. */
-  prototypeRatios?: { eventsPerSec: number; requestsPerEvent: number; ruPerEvent: number; p50Latency: number };
   memory?: MemoryRun[];
   bundle?: BundleFigures & { error?: string };
   moduleLoad?: LoadFigures & { error?: string };
@@ -208,7 +203,7 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     // batches each, the order reversed every other round), so that a change in the machine's load
     // (other processes on 2 shared cores) falls on all of them alike instead of on whichever ran last.
     interface Contender {
-      key: 'shipped' | 'perEvent' | 'prototypeBulk';
+      key: 'shipped' | 'perEvent';
       name: string;
       /** Makes this contender's engine the one syncTwins uses (it keeps one per process). */
       activate: () => void;
@@ -230,19 +225,6 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     const perEvent = PerEventStrategy.fromServers(servers, 'bench-per-event');
     contenders.push({ key: 'perEvent', name: 'per-event (baseline)', activate: () => useEngine(undefined), invoke: perEvent.invoker(), tally: perEvent.tally });
 
-    // Proposal (not shipped): the same handler and engine with guarded writes coalesced into bulk calls.
-    let bulk: { store: CoalescingBulkStore; dispose: () => void } | undefined;
-    if (opts.prototypeBulk ?? true) {
-      await servers.createContainer('bench-prototype-bulk');
-      const client = createCosmosClient({ cosmosEndpoint: servers.cosmosEndpoint, cosmosKey: servers.cosmosKey });
-      const store = new CoalescingBulkStore(client.database(servers.database).container('bench-prototype-bulk'));
-      const { containerUrl, auth } = fromConnectionString(servers.blobConnectionString, servers.deadLetterContainer);
-      const bulkEngine = new SyncEngine({ store, deadLetters: new BlobDeadLetterSink(containerUrl, auth), concurrency: 100 });
-      const bulkTally = emptyTally();
-      contenders.push({ key: 'prototypeBulk', name: 'proposal: bulk writes (not shipped)', activate: () => useEngine(bulkEngine), invoke: syncTwinsInvoker(bulkTally), tally: bulkTally });
-      bulk = { store, dispose: () => client.dispose() };
-    }
-
     if (warmup.length) {
       for (const c of contenders) {
         log(`warm-up: ${c.name} (${warmup.flat().length} batches on other devices, not measured)`);
@@ -254,7 +236,6 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
       contenders.find((c) => c.key === 'perEvent')!.tally = perEvent.tally;
       contenders.find((c) => c.key === 'perEvent')!.invoke = perEvent.invoker();
     }
-    const bulkStats0 = bulk ? { ...bulk.store.stats } : undefined;
     const rounds = Math.max(1, Math.min(opts.rounds ?? 4, Math.min(...workload.map((p) => p.length))));
     for (let round = 0; round < rounds; round++) {
       const slice = workload.map((p) => p.slice(Math.floor((p.length * round) / rounds), Math.floor((p.length * (round + 1)) / rounds)));
@@ -273,12 +254,8 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     for (const c of contenders) {
       const f = figures(c.name, c.drive!, c.tally, c.counts);
       if (c.key === 'shipped') results.phases.shipped = { ...f, cache: { entries: engine.cache.size, bytes: engine.cache.totalBytes } };
-      else if (c.key === 'perEvent') results.phases.perEvent = f;
-      else if (bulk && bulkStats0) {
-        results.phases.prototypeBulk = { ...f, bulkCalls: bulk.store.stats.bulkCalls - bulkStats0.bulkCalls, operations: bulk.store.stats.operations - bulkStats0.operations };
-      }
+      else results.phases.perEvent = f;
     }
-    bulk?.dispose();
     results.meta.rounds = rounds;
 
     // 3. syncTwins on an in-memory store: a warm-up pass on a throwaway engine, then the measured pass.
@@ -300,16 +277,6 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
       ruPerEvent: s.ruPerEvent / p.ruPerEvent,
       p50Latency: results.phases.shipped!.latencyP50Ms / results.phases.perEvent!.latencyP50Ms,
     };
-    const b = results.phases.prototypeBulk;
-    if (b?.server) {
-      results.prototypeRatios = {
-        eventsPerSec: b.eventsPerSec / results.phases.perEvent!.eventsPerSec,
-        requestsPerEvent: b.server.requestsPerEvent / p.requestsPerEvent,
-        ruPerEvent: b.server.ruPerEvent / p.ruPerEvent,
-        p50Latency: b.latencyP50Ms / results.phases.perEvent!.latencyP50Ms,
-      };
-    }
-
     // Memory: fresh processes, growing device counts, the same number of events.
     if (opts.memory) {
       results.memory = [];

@@ -53,9 +53,11 @@ export async function startLocalCosmos(opts: { port?: number } = {}): Promise<Lo
   };
 }
 
-/** Names a REST call the way Cosmos bills it: point read, write, query, or control-plane (metadata). */
+/** Names a REST call: point read, write, bulk, query, or control-plane (metadata). */
 export function classifyRequest(method: string, url: string, headers: Record<string, unknown>): string {
   const path = url.split('?')[0];
+  // A bulk request (many operations, one HTTP call; the SDK's executeBulkOperations) is named on its own.
+  if (/^true$/i.test(String(headers['x-ms-cosmos-is-batch-request'] ?? ''))) return 'bulk';
   const isDoc = /\/docs(\/|$)/.test(path);
   if (!isDoc) return 'control-plane';
   if (method === 'POST' && (headers['x-ms-documentdb-isquery'] === 'True' || headers['x-ms-documentdb-isquery'] === 'true' || String(headers['content-type']).includes('query+json'))) return 'query';

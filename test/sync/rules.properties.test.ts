@@ -107,7 +107,8 @@ describe('replica rules (properties)', () => {
         const arrivals = [...order.map((n) => events[n % events.length]), ...events].reverse();
         const { doc } = foldEvents(undefined, arrivals);
         expect(doc?.connectionState).toBe(states[states.length - 1] ? 'Connected' : 'Disconnected');
-        expect(doc?.connectionStateSequenceNumber).toBe(events[events.length - 1].kind === 'connection' && events[events.length - 1].sequenceNumber);
+        const newest = events[events.length - 1] as Extract<TwinEvent, { kind: 'connection' }>;
+        expect(doc?.connectionStateSequenceNumber).toBe(newest.sequenceNumber);
       }),
       runs,
     );

@@ -1,7 +1,7 @@
 import { DocCache } from './cache';
 import { classify, type Classified } from './events';
 import { decodeDocId, encodeDocId } from './ids';
-import { StoreError, type DeadLetter, type DeadLetterSink, type StoredDoc, type TwinStore } from './ports';
+import { StoreError, type DeadLetter, type DeadLetterSink, type StoredDoc, type TwinStore, type WriteOp, type WriteResult } from './ports';
 import { applyEvent, type Outcome } from './rules';
 import { normalizeTimestamp } from './timestamps';
 import type { DeadLetterReason, DocKey, RawEvent, TwinDoc, TwinEvent } from './types';
@@ -183,35 +183,30 @@ export class SyncEngine {
       }
     }
 
-    // 3. Fold and write each document once; different documents concurrently, one document never twice at once.
+    // 3. Fold and write each document once: all the batch's writes together, one document never twice at once.
     const work = [...groups.values()];
     summary.documents = work.length;
-    const failedDocs: Group[] = [];
-    let next = 0;
-    const worker = async () => {
-      while (next < work.length) {
-        const group = work[next++];
-        if (failedGroups.has(group.id)) {
-          failedDocs.push(group);
-          continue;
-        }
-        try {
-          const results = await this.syncDocument(group, summary);
-          group.items.forEach((item, i) => {
-            if (item.synthetic) return;
-            const r = results[i];
-            if (r === 'applied') summary.applied++;
-            else if (r === 'stale') summary.stale++;
-            if (typeof r === 'string') outcomes[item.index] = r;
-            else deadLetter(item.index, r.deadLetter, r.detail, classified[item.index]);
-          });
-        } catch (err) {
-          transientErrors.push(asError(err));
+    const failedDocs: Group[] = work.filter((g) => failedGroups.has(g.id));
+    const synced = await this.syncDocuments(work.filter((g) => !failedGroups.has(g.id)), summary);
+    for (const group of work) {
+      const results = synced.results.get(group.id);
+      if (!results) {
+        const err = synced.failures.get(group.id);
+        if (err) {
+          transientErrors.push(err);
           failedDocs.push(group);
         }
+        continue;
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.concurrency, work.length) }, worker));
+      group.items.forEach((item, i) => {
+        if (item.synthetic) return;
+        const r = results[i];
+        if (r === 'applied') summary.applied++;
+        else if (r === 'stale') summary.stale++;
+        if (typeof r === 'string') outcomes[item.index] = r;
+        else deadLetter(item.index, r.deadLetter, r.detail, classified[item.index]);
+      });
+    }
 
     // 4. What failed transiently is retried by the trigger's retry policy; on the last try it is dead-lettered.
     for (const group of failedDocs) {
@@ -248,40 +243,109 @@ export class SyncEngine {
     return { summary, outcomes, failure, deadLetters };
   }
 
-  /** Applies one document's events and writes the result once, guarded by its ETag. */
-  private async syncDocument(group: Group, summary: SyncSummary): Promise<ItemResult[]> {
-    for (let conflicts = 0; ; conflicts++) {
-      let current: StoredDoc | undefined = this.cache.get(group.id);
-      const cached = current !== undefined;
-      if (!cached) {
+  /**
+   * Brings each document up to date in rounds: read what the cache does not hold (concurrently), fold,
+   * then write every changed document in one call to the store (Cosmos bulk: one request per partition
+   * range instead of one per document), each guarded by its ETag (create when absent). A document whose
+   * guard fails (412/409/404) is dropped from the cache, re-read and re-folded in the next round.
+   */
+  private async syncDocuments(groups: readonly Group[], summary: SyncSummary): Promise<{ results: Map<string, ItemResult[]>; failures: Map<string, Error> }> {
+    const results = new Map<string, ItemResult[]>();
+    const failures = new Map<string, Error>();
+    let pending = groups;
+    for (let round = 0; pending.length > 0; round++) {
+      if (round >= this.maxConflicts) {
+        for (const g of pending) failures.set(g.id, new TransientFailure(`${round} write conflicts on ${g.id}`));
+        break;
+      }
+      const current = new Map<string, StoredDoc | undefined>();
+      const toRead: Group[] = [];
+      const wasRead = new Set<string>();
+      for (const g of pending) {
+        const hit = this.cache.get(g.id);
+        if (hit) current.set(g.id, hit);
+        else {
+          toRead.push(g);
+          wasRead.add(g.id);
+        }
+      }
+      await this.forEachConcurrently(toRead, async (g) => {
         summary.reads++;
-        current = await this.store.read(group.id, group.key.deviceId);
-      }
-      const folded = this.fold(current?.doc, group.items);
-      if (folded.doc === current?.doc || folded.doc === undefined) {
-        if (!cached && current) this.cache.set(group.id, current, folded.bytes ?? estimateBytes(current.doc));
-        return folded.results;
-      }
-      const doc: TwinDoc = { ...folded.doc, replica: { ...folded.doc.replica, syncedAt: this.now().toISOString() } };
-      try {
-        const stored = current ? await this.store.replace(doc, current.etag) : await this.store.create(doc);
-        summary.writes++;
-        this.cache.set(group.id, { doc, etag: stored.etag }, folded.bytes ?? estimateBytes(doc));
-        return folded.results;
-      } catch (err) {
-        if (err instanceof StoreError && err.kind === 'conflict') {
-          summary.conflicts++;
-          this.cache.delete(group.id);
-          if (conflicts + 1 >= this.maxConflicts) throw new TransientFailure(`${conflicts + 1} write conflicts on ${group.id}`);
+        try {
+          current.set(g.id, await this.store.read(g.id, g.key.deviceId));
+        } catch (err) {
+          failures.set(g.id, asError(err));
+        }
+      });
+
+      const writes: { group: Group; op: WriteOp; results: ItemResult[]; bytes: number }[] = [];
+      for (const g of pending) {
+        if (failures.has(g.id)) continue;
+        const stored = current.get(g.id);
+        const folded = this.fold(stored?.doc, g.items);
+        if (folded.doc === stored?.doc || folded.doc === undefined) {
+          if (stored && wasRead.has(g.id)) this.cache.set(g.id, stored, folded.bytes ?? estimateBytes(stored.doc));
+          results.set(g.id, folded.results);
           continue;
         }
-        if (err instanceof StoreError && err.kind === 'rejected') {
-          this.cache.delete(group.id);
-          return folded.results.map((r) => (r === 'applied' ? { deadLetter: 'rejected-by-store' as const, detail: err.message } : r));
-        }
-        throw err;
+        const doc: TwinDoc = { ...folded.doc, replica: { ...folded.doc.replica, syncedAt: this.now().toISOString() } };
+        writes.push({ group: g, op: { doc, etag: stored?.etag }, results: folded.results, bytes: folded.bytes ?? estimateBytes(doc) });
       }
+      if (writes.length === 0) break;
+
+      let written: WriteResult[];
+      try {
+        written = this.store.writeMany ? await this.store.writeMany(writes.map((w) => w.op)) : await this.writeEach(writes.map((w) => w.op));
+      } catch (err) {
+        const e = err instanceof StoreError ? err : new StoreError('transient', asError(err).message);
+        written = writes.map(() => ({ error: e }));
+      }
+      const conflicted: Group[] = [];
+      writes.forEach((w, i) => {
+        const r = written[i];
+        if (r && 'stored' in r) {
+          summary.writes++;
+          // Without an ETag the next write could not be guarded: such a document is read again instead.
+          if (r.stored.etag) this.cache.set(w.group.id, { doc: w.op.doc, etag: r.stored.etag }, w.bytes);
+          else this.cache.delete(w.group.id);
+          results.set(w.group.id, w.results);
+          return;
+        }
+        const err = r?.error ?? new StoreError('transient', 'the store returned no result for a write');
+        this.cache.delete(w.group.id);
+        if (err.kind === 'conflict') {
+          summary.conflicts++;
+          conflicted.push(w.group);
+        } else if (err.kind === 'rejected') {
+          results.set(w.group.id, w.results.map((x) => (x === 'applied' ? { deadLetter: 'rejected-by-store' as const, detail: err.message } : x)));
+        } else {
+          failures.set(w.group.id, err);
+        }
+      });
+      pending = conflicted;
     }
+    return { results, failures };
+  }
+
+  /** For stores without a multi-document write: the same guarded writes, concurrently. */
+  private async writeEach(ops: readonly WriteOp[]): Promise<WriteResult[]> {
+    const out: WriteResult[] = new Array(ops.length);
+    await this.forEachConcurrently(ops.map((op, i) => ({ op, i })), async ({ op, i }) => {
+      try {
+        out[i] = { stored: op.etag === undefined ? await this.store.create(op.doc) : await this.store.replace(op.doc, op.etag) };
+      } catch (err) {
+        out[i] = { error: err instanceof StoreError ? err : new StoreError('transient', asError(err).message) };
+      }
+    });
+    return out;
+  }
+
+  private async forEachConcurrently<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length) await fn(items[next++]);
+    };
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, items.length) }, worker));
   }
 
   /**

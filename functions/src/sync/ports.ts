@@ -21,6 +21,14 @@ export class StoreError extends Error {
   }
 }
 
+/** One guarded write: replace if the stored ETag is still `etag`, create when `etag` is undefined. */
+export interface WriteOp {
+  doc: TwinDoc;
+  etag?: string;
+}
+
+export type WriteResult = { stored: StoredDoc } | { error: StoreError };
+
 /** The replica container, reduced to what the engine needs: point reads and guarded writes. */
 export interface TwinStore {
   /** Point read by id and partition key; undefined when absent. */
@@ -29,6 +37,11 @@ export interface TwinStore {
   create(doc: TwinDoc): Promise<StoredDoc>;
   /** Replaces when the stored ETag still equals `etag`; throws StoreError('conflict') otherwise (or when absent). */
   replace(doc: TwinDoc, etag: string): Promise<StoredDoc>;
+  /**
+   * Optional: many guarded writes in one call (Cosmos bulk), a result per operation in order. Without
+   * it the engine issues the same creates and replaces one by one, concurrently.
+   */
+  writeMany?(ops: readonly WriteOp[]): Promise<WriteResult[]>;
   /** Ids of the module documents under one device (one single-partition query; used only on device deletion). */
   listModuleIds(deviceId: string): Promise<string[]>;
 }
