@@ -42,7 +42,9 @@ export class FaultProxy {
   private server?: https.Server;
   private port = 0;
   private readonly upstream: URL;
-  private readonly agent = new https.Agent({ keepAlive: true, rejectUnauthorized: false });
+  // Idle upstream sockets are dropped after 4 s, before the local server's 5 s keep-alive timeout closes
+  // them: reusing a socket the server is closing gives ECONNRESET (and the SDK's fixed 1 s read retry).
+  private readonly agent = new https.Agent({ keepAlive: true, rejectUnauthorized: false, timeout: 4000 });
   private readonly rng: Rng;
 
   constructor(private readonly options: FaultProxyOptions) {
@@ -65,6 +67,9 @@ export class FaultProxy {
   async start(): Promise<this> {
     const dir = require.resolve('@vercel/cosmosdb-server/package.json').replace(/package\.json$/, '');
     const server = https.createServer({ cert: readFileSync(dir + 'cert.pem'), key: readFileSync(dir + 'key.pem'), keepAlive: true }, (req, res) => this.handle(req, res));
+    // Like Cosmos DB's gateway, keep idle client connections far longer than the SDK keeps them idle.
+    server.keepAliveTimeout = 120_000;
+    server.headersTimeout = 121_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.port, '127.0.0.1', () => resolve());

@@ -176,12 +176,29 @@ export interface Services {
   cosmos: LocalCosmos;
   proxy: FaultProxy;
   viaProxy: CosmosClient;
+  /** Straight to the server (observation, the second writer), without the faults. */
+  direct: CosmosClient;
   /** What the runs exercised, summed (to show that the faults really happened). */
   tally: Record<string, number>;
 }
 
 export function newTally(): Record<string, number> {
   return { runs: 0, events: 0, invocations: 0, applied: 0, stale: 0, crashes: 0, retries: 0, etagConflicts: 0, deletes: 0, coalesced: 0, replays: 0 };
+}
+
+/**
+ * A client straight to the local server. Its idle sockets are dropped after 4 s, before the server's 5 s
+ * keep-alive timeout: reusing a socket the server is closing gives ECONNRESET, which the SDK retries
+ * after a fixed second.
+ */
+export function directClient(cosmos: LocalCosmos): CosmosClient {
+  if (!isLoopback(cosmos.endpoint)) throw new Error(`refusing to skip certificate checks for ${cosmos.endpoint}`);
+  return new CosmosClient({
+    endpoint: cosmos.endpoint,
+    key: LOCAL_COSMOS_KEY,
+    agent: new https.Agent({ rejectUnauthorized: false, keepAlive: true, timeout: 4000 }),
+    connectionPolicy: { enableEndpointDiscovery: false },
+  });
 }
 
 export function proxiedClient(proxy: FaultProxy): CosmosClient {
@@ -198,7 +215,7 @@ export function proxiedClient(proxy: FaultProxy): CosmosClient {
 let runNumber = 0;
 export async function newRun(s: Services, hubOptions: { seed: number; reorderWindow?: number }, wrapStore?: (store: TwinStore) => TwinStore): Promise<{ model: Model; real: Real; dispose: () => Promise<void> }> {
   const id = `run-${++runNumber}`;
-  const { container: direct } = await s.cosmos.client.database(DATABASE).containers.create({ id, partitionKey: { paths: ['/deviceId'] } });
+  const { container: direct } = await s.direct.database(DATABASE).containers.create({ id, partitionKey: { paths: ['/deviceId'] } });
   s.proxy.calm();
   await s.proxy.comeBack();
   const real = new Real(s.proxy, s.viaProxy.database(DATABASE).container(id), direct, wrapStore);
