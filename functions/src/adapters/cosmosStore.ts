@@ -61,9 +61,17 @@ export class CosmosTwinStore implements TwinStore {
       let responses: OperationResponse[];
       try {
         responses = await this.container.items.bulk(input, { continueOnError: true });
-      } catch (err) {
-        const e = toStoreError(err);
-        for (const { index } of pending) results[index] = { error: e };
+      } catch {
+        // SDK 4.9 caches a failed partition-key-range lookup per client and container: after a network error
+        // on the first bulk call, every later bulk call fails the same way. Single writes do not use that
+        // lookup: send what is pending one by one (ETag-guarded, so a partly applied bulk is safe to resend).
+        await Promise.all(pending.map(async ({ op, index }) => {
+          try {
+            results[index] = { stored: op.etag === undefined ? await this.create(op.doc) : await this.replace(op.doc, op.etag) };
+          } catch (e) {
+            results[index] = { error: e instanceof StoreError ? e : toStoreError(e) };
+          }
+        }));
         return results;
       }
       const throttled: typeof pending = [];
