@@ -1,6 +1,6 @@
 import { useEngine } from '../functions/src/functions/syncTwins';
 import type { SyncEngine } from '../functions/src/sync/engine';
-import type { DeadLetter, DeadLetterSink, StoredDoc, TwinStore } from '../functions/src/sync/ports';
+import type { DeadLetter, DeadLetterSink, StoredDoc, TwinStore, WriteOp, WriteResult } from '../functions/src/sync/ports';
 import type { TwinDoc } from '../functions/src/sync/types';
 import { HostCrashed } from './eventHub';
 
@@ -34,7 +34,18 @@ export class HostFaults {
 }
 
 export class FaultyStore implements TwinStore {
-  constructor(readonly inner: TwinStore, private readonly faults: HostFaults) {}
+  /** Present when the inner store has it (Cosmos bulk), so the engine takes the same path as in production. */
+  readonly writeMany?: (ops: readonly WriteOp[]) => Promise<WriteResult[]>;
+
+  constructor(readonly inner: TwinStore, private readonly faults: HostFaults) {
+    const many = inner.writeMany?.bind(inner);
+    if (many) {
+      this.writeMany = async (ops) => {
+        if (ops.length > 0) await this.beforeWrite(ops[0].doc);
+        return this.op('bulk write', () => many(ops));
+      };
+    }
+  }
 
   private async op<T>(name: string, run: () => Promise<T>): Promise<T> {
     if (this.faults.crashed) throw new HostCrashed(`host is gone (${name} not sent)`);

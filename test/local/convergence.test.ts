@@ -17,7 +17,7 @@ import { commandArbs, commandArbsWithoutCreate, directClient, newRun, newTally, 
 const LONG = process.env.TWIN_REPLICA_LONG === '1';
 const NUM_RUNS = LONG ? 1000 : 150;
 const REORDER_RUNS = LONG ? 300 : 40;
-const SEED = process.env.TWIN_REPLICA_SEED ? { seed: Number(process.env.TWIN_REPLICA_SEED) } : {};
+const SEED = process.env.TWIN_REPLICA_SEED ? { seed: Number(process.env.TWIN_REPLICA_SEED), ...(process.env.TWIN_REPLICA_PATH ? { path: process.env.TWIN_REPLICA_PATH } : {}) } : {};
 
 let services: Services;
 

@@ -269,27 +269,27 @@ const KEYS: TwinKey[] = [
 ];
 const show = (k: TwinKey) => keyLabel(k);
 
-class Create extends Base {
+export class Create extends Base {
   constructor(readonly key: TwinKey, readonly tags: Obj | undefined) { super(); }
   async run(m: Model) { m.hub.create(this.key, this.tags); }
   toString() { return `create ${show(this.key)}${this.tags ? ' tags ' + JSON.stringify(this.tags) : ''}`; }
 }
-class Patch extends Base {
+export class Patch extends Base {
   constructor(readonly key: TwinKey, readonly section: 'tags' | 'desired' | 'reported', readonly patch: Obj, readonly hold: boolean) { super(); }
   async run(m: Model) { m.hub.update(this.key, { [this.section]: this.patch }, { hold: this.hold }); }
   toString() { return `patch ${show(this.key)} ${this.section} ${JSON.stringify(this.patch)}${this.hold ? ' (coalesced with the next)' : ''}`; }
 }
-class Replace extends Base {
+export class Replace extends Base {
   constructor(readonly key: TwinKey, readonly tags: Obj, readonly desired: Obj) { super(); }
   async run(m: Model) { m.hub.replace(this.key, { tags: this.tags, desired: this.desired }); }
   toString() { return `replace ${show(this.key)} tags ${JSON.stringify(this.tags)} desired ${JSON.stringify(this.desired)}`; }
 }
-class Delete extends Base {
+export class Delete extends Base {
   constructor(readonly key: TwinKey) { super(); }
   async run(m: Model) { m.hub.delete(this.key); }
   toString() { return `delete ${show(this.key)}`; }
 }
-class Flap extends Base {
+export class Flap extends Base {
   constructor(readonly key: TwinKey, readonly hold: boolean) { super(); }
   async run(m: Model) {
     const t = m.hub.twin(this.key);
@@ -297,21 +297,21 @@ class Flap extends Base {
   }
   toString() { return `connection flap ${show(this.key)}${this.hold ? ' (reported with the next snapshot)' : ''}`; }
 }
-class Flush extends Base {
+export class Flush extends Base {
   async run(m: Model) { m.hub.flush(); }
   toString() { return 'hub releases held notifications'; }
 }
-class Duplicate extends Base {
+export class Duplicate extends Base {
   constructor(readonly partition: number, readonly count: number) { super(); }
   async run(_m: Model, r: Real) { r.eventHub.replay(this.partition % PARTITIONS, this.count); }
   toString() { return `hub replays the last ${this.count} events of partition ${this.partition % PARTITIONS}`; }
 }
-class Deliver extends Base {
+export class Deliver extends Base {
   constructor(readonly partition: number, readonly maxBatch: number) { super(); }
   async run(_m: Model, r: Real) { await r.deliver(this.partition, this.maxBatch); }
   toString() { return `deliver ≤${this.maxBatch} events of partition ${this.partition % PARTITIONS}`; }
 }
-class Crash extends Base {
+export class Crash extends Base {
   constructor(readonly partition: number, readonly afterOps: number) { super(); }
   async run(_m: Model, r: Real) {
     r.host.faults.armCrash(this.afterOps);
@@ -319,21 +319,21 @@ class Crash extends Base {
   }
   toString() { return `host crashes at its ${this.afterOps}. Cosmos call while delivering partition ${this.partition % PARTITIONS}`; }
 }
-class Throttle extends Base {
+export class Throttle extends Base {
   constructor(readonly requests: number, readonly retryAfterMs: number) { super(); }
   async run(_m: Model, r: Real) { r.proxy.throttleNext(this.requests, this.retryAfterMs); }
   toString() { return `throttling storm: next ${this.requests} Cosmos requests get 429 retry-after ${this.retryAfterMs} ms`; }
 }
-class Race extends Base {
+export class Race extends Base {
   async run(_m: Model, r: Real) { r.armRace(); }
   toString() { return 'a second writer applies the pending events just before the next write (ETag race)'; }
 }
-class Outage extends Base {
+export class Outage extends Base {
   constructor(readonly tries: number) { super(); }
   async run(_m: Model, r: Real) { await r.outage(this.tries); }
   toString() { return `Cosmos endpoint goes away, back after ${this.tries} tries`; }
 }
-class Slow extends Base {
+export class Slow extends Base {
   constructor(readonly ms: number) { super(); }
   async run(_m: Model, r: Real) { r.proxy.delayMs = this.ms; }
   toString() { return `Cosmos answers ${this.ms} ms slower`; }

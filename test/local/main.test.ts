@@ -16,7 +16,7 @@ describe('npm run local', () => {
     expect(stdout).toMatch(/replica matches hub: 25\/25 devices/);
     expect(stdout).toMatch(/accounting\s+received = applied/);
     expect(stdout).toMatch(/host crashes\s+[1-9]/);
-    expect(stdout).toMatch(/requests \(at the server\)\s+\d+: .*write \d+/);
+    expect(stdout).toMatch(/requests \(at the server\)\s+\d+: .*(bulk|write) \d+/);
   }, 90_000);
 
   it('exits non-zero when the replica does not match (cross-route reordering around re-creations)', async () => {
