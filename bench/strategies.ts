@@ -32,24 +32,13 @@ const { InvocationContext } = functionsLib;
 type InvocationContext = Context;
 import type { BenchServers } from './servers';
 
-/** Counters every strategy reports, in the engine's terms. */
-export interface Tally {
+/** Counters every strategy reports, in the engine's terms (the SyncSummary counters, summed). */
+export type Tally = Pick<SyncSummary, 'received' | 'applied' | 'stale' | 'skipped' | 'deadLettered' | 'retrying' | 'documents' | 'writes' | 'reads' | 'conflicts' | 'queries'> & {
   invocations: number;
   failedInvocations: number;
-  received: number;
-  applied: number;
-  stale: number;
-  skipped: number;
-  deadLettered: number;
-  retrying: number;
-  documents: number;
-  writes: number;
-  reads: number;
-  conflicts: number;
-  queries: number;
   /** Summary lines the handler logged ("syncTwins summary {json}") that agree with what it returned. */
   loggedSummaries: number;
-}
+};
 
 export function emptyTally(): Tally {
   return { invocations: 0, failedInvocations: 0, received: 0, applied: 0, stale: 0, skipped: 0, deadLettered: 0, retrying: 0, documents: 0, writes: 0, reads: 0, conflicts: 0, queries: 0, loggedSummaries: 0 };

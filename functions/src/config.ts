@@ -42,11 +42,13 @@ export function isLoopback(url: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
-function positiveInt(env: Record<string, string | undefined>, name: string): number | undefined {
+/** A positive number read from an app setting; undefined when unset. Whole numbers only unless `fractional`. */
+export function positiveSetting(env: Record<string, string | undefined>, name: string, opts: { fractional?: boolean } = {}): number | undefined {
   const raw = env[name];
   if (raw === undefined || raw === '') return undefined;
   const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new ConfigError(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  const ok = opts.fractional ? Number.isFinite(n) && n > 0 : Number.isSafeInteger(n) && n > 0;
+  if (!ok) throw new ConfigError(`${name} must be a positive ${opts.fractional ? 'number' : 'integer'}, got ${JSON.stringify(raw)}`);
   return n;
 }
 
@@ -63,8 +65,8 @@ export function readSettings(env: Record<string, string | undefined> = process.e
     deadLetterEndpoint: env.DEADLETTER_BLOB_ENDPOINT || undefined,
     deadLetterConnectionString: env.DEADLETTER_CONNECTION_STRING || undefined,
     deadLetterContainer: env.DEADLETTER_CONTAINER || 'deadletters',
-    tombstoneTtlSeconds: positiveInt(env, 'TOMBSTONE_TTL_SECONDS'),
-    concurrency: positiveInt(env, 'SYNC_CONCURRENCY'),
+    tombstoneTtlSeconds: positiveSetting(env, 'TOMBSTONE_TTL_SECONDS'),
+    concurrency: positiveSetting(env, 'SYNC_CONCURRENCY'),
   };
   if (settings.cosmosKey && !isLoopback(settings.cosmosEndpoint)) {
     throw new ConfigError('COSMOS_KEY is accepted only for a local server on a loopback endpoint; use the managed identity for Azure');

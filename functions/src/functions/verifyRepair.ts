@@ -1,7 +1,7 @@
 import { app, type InvocationContext, type Timer } from '@azure/functions';
 import { DefaultAzureCredential } from '@azure/identity';
 import { BlobDeadLetterSink, fromConnectionString } from '../adapters/blobDeadLetters';
-import { ConfigError, createCosmosClient, createEngine, isLoopback, readSettings } from '../config';
+import { ConfigError, createCosmosClient, createEngine, isLoopback, positiveSetting, readSettings } from '../config';
 import { CosmosReplicaIndex, runVerify, type ReplicaIndex, type VerifyReport } from '../replicaTools/scan';
 import { IOTHUB_SCOPE, QueryPager, RestTwinQuery, type TwinQuery } from '../replicaTools/twinQuery';
 import type { SyncEngine } from '../sync/engine';
@@ -30,14 +30,6 @@ let deps: VerifyRepairDeps | undefined;
 /** Lets tests and local tools run the real handler on dependencies of their own. */
 export function useVerifyRepairDeps(custom: VerifyRepairDeps | undefined): void {
   deps = custom;
-}
-
-function positive(env: Record<string, string | undefined>, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new ConfigError(`${name} must be a positive number, got ${JSON.stringify(raw)}`);
-  return n;
 }
 
 export function verifyRepairDeps(env: Record<string, string | undefined> = process.env): VerifyRepairDeps {
@@ -70,9 +62,9 @@ export function verifyRepairDeps(env: Record<string, string | undefined> = proce
     replica: new CosmosReplicaIndex(container),
     reports,
     hub,
-    queriesPerMinute: positive(env, 'VERIFY_QUERIES_PER_MINUTE', 10),
-    maxMinutes: positive(env, 'VERIFY_MAX_MINUTES', 25),
-    pageSize: Math.floor(positive(env, 'VERIFY_PAGE_SIZE', 100)),
+    queriesPerMinute: positiveSetting(env, 'VERIFY_QUERIES_PER_MINUTE', { fractional: true }) ?? 10,
+    maxMinutes: positiveSetting(env, 'VERIFY_MAX_MINUTES', { fractional: true }) ?? 25,
+    pageSize: positiveSetting(env, 'VERIFY_PAGE_SIZE') ?? 100,
   };
 }
 
