@@ -18,6 +18,8 @@ const require = createRequire(import.meta.url);
 export interface ProxyStats {
   forwarded: number;
   throttled: number;
+  /** Operations inside bulk requests answered 429 (not sent to the server). */
+  throttledOps: number;
   dropped: number;
 }
 
@@ -28,17 +30,21 @@ export interface FaultProxyOptions {
   throttleRate?: number;
   /** `x-ms-retry-after-ms` on injected 429s. @default 5 */
   retryAfterMs?: number;
+  /** Probability that one operation inside a bulk request is answered 429 (the others run). @default 0 */
+  bulkOpThrottleRate?: number;
   /** Added latency per request, in ms. @default 0 */
   delayMs?: number;
   seed?: number;
 }
 
 export class FaultProxy {
-  readonly stats: ProxyStats = { forwarded: 0, throttled: 0, dropped: 0 };
+  readonly stats: ProxyStats = { forwarded: 0, throttled: 0, throttledOps: 0, dropped: 0 };
   throttleRate: number;
+  bulkOpThrottleRate: number;
   retryAfterMs: number;
   delayMs: number;
   private throttleBudget = 0;
+  private opThrottleBudget = 0;
   private server?: https.Server;
   private port = 0;
   private readonly upstream: URL;
@@ -51,6 +57,7 @@ export class FaultProxy {
     if (!isLoopback(options.upstream)) throw new Error(`the fault proxy forwards to loopback only, not ${options.upstream}`);
     this.upstream = new URL(options.upstream);
     this.throttleRate = options.throttleRate ?? 0;
+    this.bulkOpThrottleRate = options.bulkOpThrottleRate ?? 0;
     this.retryAfterMs = options.retryAfterMs ?? 5;
     this.delayMs = options.delayMs ?? 0;
     this.rng = new Rng(options.seed ?? 7);
@@ -85,9 +92,20 @@ export class FaultProxy {
     this.retryAfterMs = retryAfterMs;
   }
 
+  /**
+   * Throttles single operations inside bulk requests: the next `operations` bulk operations come back
+   * with status 429 and `retryAfterMilliseconds` in a 207 multi-status answer, without reaching the
+   * server, as Cosmos DB does when some partitions of a bulk call are over budget.
+   */
+  throttleBulkOps(operations: number, retryAfterMs = this.retryAfterMs): void {
+    this.opThrottleBudget = Math.max(this.opThrottleBudget, operations);
+    this.retryAfterMs = retryAfterMs;
+  }
+
   /** Ends pending storms and latency (the endpoint's up/down state is left as it is). */
   calm(): void {
     this.throttleBudget = 0;
+    this.opThrottleBudget = 0;
     this.delayMs = 0;
   }
 
@@ -136,11 +154,87 @@ export class FaultProxy {
           res.end(body);
           return;
         }
-        this.forward(req, Buffer.concat(chunks), res);
+        const body = Buffer.concat(chunks);
+        if (String(req.headers['x-ms-cosmos-is-batch-request']).toLowerCase() === 'true' && (this.opThrottleBudget > 0 || this.bulkOpThrottleRate > 0)) {
+          this.forwardBulk(req, body, res);
+          return;
+        }
+        this.forward(req, body, res);
       };
       if (this.delayMs > 0) setTimeout(go, this.delayMs);
       else go();
     });
+  }
+
+  /** A bulk request with some operations throttled: the rest go to the server, the answers are merged in order. */
+  private forwardBulk(req: http.IncomingMessage, body: Buffer, res: http.ServerResponse): void {
+    let ops: unknown[];
+    try {
+      ops = JSON.parse(body.toString('utf8'));
+      if (!Array.isArray(ops)) throw new Error('not an array');
+    } catch {
+      this.forward(req, body, res);
+      return;
+    }
+    const throttled = ops.map(() => {
+      if (this.opThrottleBudget > 0) {
+        this.opThrottleBudget--;
+        return true;
+      }
+      return this.bulkOpThrottleRate > 0 && this.rng.chance(this.bulkOpThrottleRate);
+    });
+    if (!throttled.some(Boolean)) {
+      this.forward(req, body, res);
+      return;
+    }
+    const tooMany = { statusCode: 429, subStatusCode: 3200, requestCharge: 0, retryAfterMilliseconds: this.retryAfterMs };
+    const answer = (statusCode: number, headers: http.IncomingHttpHeaders, results: unknown[]) => {
+      const merged: unknown[] = [];
+      let next = 0;
+      throttled.forEach((t) => merged.push(t ? tooMany : results[next++]));
+      this.stats.throttledOps += throttled.filter(Boolean).length;
+      const out = Buffer.from(JSON.stringify(merged));
+      const h = { ...headers };
+      delete h['content-length'];
+      delete h['transfer-encoding'];
+      res.writeHead(statusCode >= 200 && statusCode < 300 ? 207 : statusCode, { ...h, 'content-type': 'application/json', 'content-length': out.length });
+      res.end(out);
+    };
+    const rest = ops.filter((_, i) => !throttled[i]);
+    if (rest.length === 0) {
+      answer(207, { 'x-ms-request-charge': '0', 'x-ms-activity-id': '00000000-0000-0000-0000-000000000429' }, []);
+      return;
+    }
+    const forwardedBody = Buffer.from(JSON.stringify(rest));
+    const headers = { ...req.headers, host: this.upstream.host, 'content-length': String(forwardedBody.length) };
+    const up = https.request(
+      { protocol: 'https:', hostname: this.upstream.hostname, port: this.upstream.port, method: req.method, path: req.url, headers, agent: this.agent },
+      (upRes) => {
+        this.stats.forwarded++;
+        const chunks: Buffer[] = [];
+        upRes.on('data', (c: Buffer) => chunks.push(c));
+        upRes.on('end', () => {
+          let results: unknown;
+          try {
+            results = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+          } catch {
+            results = undefined;
+          }
+          if (!Array.isArray(results)) {
+            // Not a per-operation answer (an error for the whole request): pass it through as it came.
+            res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+            res.end(Buffer.concat(chunks));
+            return;
+          }
+          answer(upRes.statusCode ?? 200, upRes.headers, results);
+        });
+      },
+    );
+    up.on('error', () => {
+      this.stats.dropped++;
+      req.socket.destroy();
+    });
+    up.end(forwardedBody);
   }
 
   private forward(req: http.IncomingMessage, body: Buffer, res: http.ServerResponse): void {

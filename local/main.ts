@@ -55,6 +55,7 @@ const program = new Command()
   .option('--reorder-window <n>', 'reorder one device\'s events across routes within this many events (0: in order)', int(0), 0)
   .option('--crash-rate <p>', 'probability, per invocation, that the host dies during it', rate, 0.02)
   .option('--throttle-rate <p>', 'probability, per Cosmos request, of a 429 with x-ms-retry-after-ms', rate, 0.02)
+  .option('--bulk-throttle-rate <p>', 'probability, per operation inside a bulk call, of a 429 for that operation alone', rate, 0.02)
   .option('--retry-after-ms <ms>', 'x-ms-retry-after-ms on injected 429s', int(0), 5)
   .option('--outage-rate <p>', 'probability, per invocation, that the Cosmos endpoint goes away for --outage-ms', rate, 0.01)
   .option('--outage-ms <ms>', 'how long an outage lasts', int(0), 300)
@@ -73,7 +74,7 @@ async function main(): Promise<number> {
   program.parse();
   const o = program.opts<{
     devices: number; moduleShare: number; events: number; partitions: number; batchSize: number; seed: number;
-    coalesceRate: number; telemetryRate: number; duplicateRate: number; reorderWindow: number; crashRate: number; throttleRate: number;
+    coalesceRate: number; telemetryRate: number; duplicateRate: number; reorderWindow: number; crashRate: number; throttleRate: number; bulkThrottleRate: number;
     retryAfterMs: number; outageRate: number; outageMs: number; slowMs: number; timeScale: number; concurrency: number;
     keep: boolean; progress: boolean;
   }>();
@@ -86,7 +87,7 @@ async function main(): Promise<number> {
   const cosmos = await startLocalCosmos();
   const blob = await startAzurite();
   await BlobServiceClient.fromConnectionString(blob.connectionString).getContainerClient('deadletters').createIfNotExists();
-  const proxy = await new FaultProxy({ upstream: cosmos.endpoint, throttleRate: o.throttleRate, retryAfterMs: o.retryAfterMs, delayMs: o.slowMs, seed: o.seed }).start();
+  const proxy = await new FaultProxy({ upstream: cosmos.endpoint, throttleRate: o.throttleRate, bulkOpThrottleRate: o.bulkThrottleRate, retryAfterMs: o.retryAfterMs, delayMs: o.slowMs, seed: o.seed }).start();
 
   // 2. The function's app settings, as the infra would set them, pointed at the local servers (through the proxy).
   const appSettings = {
@@ -158,7 +159,7 @@ async function main(): Promise<number> {
   const ticker = setInterval(() => {
     const secs = (performance.now() - started) / 1000;
     bar?.setTotal(Math.max(o.events, eventHub.total));
-    bar?.update(processed(), { rate: Math.round(processed() / secs), lag: trigger.lag(), tries: trigger.stats.invocations, crashes: trigger.stats.crashes, throttled: proxy.stats.throttled });
+    bar?.update(processed(), { rate: Math.round(processed() / secs), lag: trigger.lag(), tries: trigger.stats.invocations, crashes: trigger.stats.crashes, throttled: proxy.stats.throttled + proxy.stats.throttledOps });
   }, 250);
 
   let producing = true;
@@ -213,7 +214,7 @@ async function main(): Promise<number> {
   console.log('cosmos');
   line('requests (at the server)', `${cosmos.requests.total}: ${Object.entries(cosmos.requests.byKind).sort().map(([k, n]) => `${k} ${n}`).join(', ')}`);
   line('engine writes / reads', `${totals.writes} / ${totals.reads} (ETag conflicts ${totals.conflicts}, module queries ${totals.queries})`);
-  line('injected faults', `${proxy.stats.throttled} × 429 (retry-after ${o.retryAfterMs} ms), ${outages} outage(s) of ${o.outageMs} ms, ${trigger.stats.crashes} host crash(es)`);
+  line('injected faults', `${proxy.stats.throttled} × 429 (retry-after ${o.retryAfterMs} ms), ${proxy.stats.throttledOps} bulk operations 429, ${outages} outage(s) of ${o.outageMs} ms, ${trigger.stats.crashes} host crash(es)`);
   line('documents', `${cmp.documents} (${cmp.liveTwins} live twins in the hub)`);
   line('time', `${syncSeconds.toFixed(1)} s, ${Math.round(eventHub.total / syncSeconds)} events/s`);
   for (const m of cmp.mismatches.slice(0, 10)) console.log(`  MISMATCH ${m}`);

@@ -41,6 +41,7 @@ describe('the replica converges to the hub under IoT Hub delivery and Cosmos DB 
   it(`holds for ${NUM_RUNS} fault-injected command sequences`, async () => {
     services.tally = newTally();
     const throttledBefore = services.proxy.stats.throttled;
+    const throttledOpsBefore = services.proxy.stats.throttledOps;
     await fc.assert(
       fc.asyncProperty(sequences, seeds, async (cmds, seed) => {
         const run = await newRun(services, { seed });
@@ -54,11 +55,11 @@ describe('the replica converges to the hub under IoT Hub delivery and Cosmos DB 
       }),
       { numRuns: NUM_RUNS, ...SEED },
     );
-    const t: Record<string, number> = { ...services.tally, throttled: services.proxy.stats.throttled - throttledBefore };
+    const t: Record<string, number> = { ...services.tally, throttled: services.proxy.stats.throttled - throttledBefore, throttledBulkOps: services.proxy.stats.throttledOps - throttledOpsBefore };
     console.log(`convergence: ${JSON.stringify(t)}`);
     // The faults really happened (otherwise the property proves less than it claims).
     expect(t.runs).toBeGreaterThanOrEqual(NUM_RUNS);
-    for (const k of ['crashes', 'retries', 'etagConflicts', 'throttled', 'deletes', 'coalesced', 'replays', 'stale'] as const) expect(t[k], k).toBeGreaterThan(0);
+    for (const k of ['crashes', 'retries', 'etagConflicts', 'throttled', 'throttledBulkOps', 'deletes', 'coalesced', 'replays', 'stale'] as const) expect(t[k], k).toBeGreaterThan(0);
   }, LONG ? 3_600_000 : 120_000);
 
   // IoT Hub orders one device's events per route only. Across routes the engine converges as long as an

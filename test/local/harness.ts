@@ -28,8 +28,8 @@ export const TEST_RETRY_OPTIONS = { maxRetryAttemptCount: 3, maxWaitTimeInSecond
 /**
  * Faults are bounded so that a batch always succeeds within the function's retry policy (5 retries):
  * an outage lasts at most 2 tries, a storm of fewer than 2 × (1 + 3) requests exhausts the SDK's retries
- * for at most one call (one more try), an ETag race costs at most one more try, and a crash restarts the
- * count. Faults beyond that budget are dead-lettered by design (transient-exhausted), which the test
+ * for at most one call (one more try), at most 8 throttled bulk operations outlast the store's 5 re-send
+ * rounds at most once (one more try), an ETag race costs a re-read, and a crash restarts the count. Faults beyond that budget are dead-lettered by design (transient-exhausted), which the test
  * treats as a failure: the budget is part of the claim.
  */
 export const PARTITIONS = 2;
@@ -324,6 +324,11 @@ export class Throttle extends Base {
   async run(_m: Model, r: Real) { r.proxy.throttleNext(this.requests, this.retryAfterMs); }
   toString() { return `throttling storm: next ${this.requests} Cosmos requests get 429 retry-after ${this.retryAfterMs} ms`; }
 }
+export class BulkThrottle extends Base {
+  constructor(readonly operations: number, readonly retryAfterMs: number) { super(); }
+  async run(_m: Model, r: Real) { r.proxy.throttleBulkOps(this.operations, this.retryAfterMs); }
+  toString() { return `partial throttling: next ${this.operations} operations inside bulk calls get 429 retry-after ${this.retryAfterMs} ms`; }
+}
 export class Race extends Base {
   async run(_m: Model, r: Real) { r.armRace(); }
   toString() { return 'a second writer applies the pending events just before the next write (ETag race)'; }
@@ -362,6 +367,7 @@ export const commandArbsWithoutCreate: fc.Arbitrary<Cmd>[] = [
   fc.tuple(partition, fc.integer({ min: 1, max: 6 })).map(([p, n]) => new Deliver(p, n)),
   fc.tuple(partition, fc.integer({ min: 1, max: 8 })).map(([p, n]) => new Crash(p, n)),
   fc.tuple(fc.integer({ min: 1, max: 2 * (TEST_RETRY_OPTIONS.maxRetryAttemptCount + 1) - 1 }), fc.integer({ min: 1, max: 20 })).map(([n, ms]) => new Throttle(n, ms)),
+  fc.tuple(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 20 })).map(([n, ms]) => new BulkThrottle(n, ms)),
   fc.constant(new Race()),
   fc.integer({ min: 1, max: 2 }).map((t) => new Outage(t)),
   fc.integer({ min: 0, max: 15 }).map((ms) => new Slow(ms)),
