@@ -41,4 +41,31 @@ describe('CosmosTwinStore.writeMany after the endpoint was away during the first
     expect(resource?.id).toBe('b');
     client.dispose();
   });
+
+  // SDK 4.9's items.bulk does not retry a 429 on the whole request (it throws "Bulk request errored with:
+  // Request rate is large"), unlike single operations: the batch would fail and wait for the retry policy.
+  it('gets the writes through when the whole bulk request is throttled', async () => {
+    const client = proxiedClient(proxy);
+    const store = new CosmosTwinStore(client.database(DATABASE).container('bulk-recovery'));
+    await store.writeMany!([{ doc: doc('warm') }]);
+    const before = proxy.stats.throttled;
+    proxy.throttleNext(1, 3);
+    const results = await store.writeMany!([{ doc: doc('t1') }, { doc: doc('t2') }]);
+    expect(proxy.stats.throttled - before).toBe(1);
+    expect(results.map((r) => ('stored' in r ? 'stored' : r.error.message))).toEqual(['stored', 'stored']);
+    client.dispose();
+  });
+
+  it('re-sends the operations a bulk answer throttled (per-operation 429 through the fault proxy)', async () => {
+    const client = proxiedClient(proxy);
+    const store = new CosmosTwinStore(client.database(DATABASE).container('bulk-recovery'));
+    const before = proxy.stats.throttledOps;
+    proxy.throttleBulkOps(2, 3);
+    const results = await store.writeMany!([{ doc: doc('p') }, { doc: doc('q') }, { doc: doc('r') }]);
+    expect(proxy.stats.throttledOps - before).toBe(2);
+    expect(results.map((r) => ('stored' in r ? 'stored' : r.error.message))).toEqual(['stored', 'stored', 'stored']);
+    const direct = cosmos.client.database(DATABASE).container('bulk-recovery');
+    for (const id of ['p', 'q', 'r']) expect((await direct.item(id, id).read()).resource?.id).toBe(id);
+    client.dispose();
+  });
 });

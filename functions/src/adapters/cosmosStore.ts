@@ -45,7 +45,8 @@ export class CosmosTwinStore implements TwinStore {
    * operations each), each operation with its own ETag condition and status. `items.bulk` rather than
    * `executeBulkOperations`: in SDK 4.9 the latter waits on a 1-second timer before sending a partial
    * batch (measured: ≥ 1,000 ms per call against 3 ms), which would cap a partition at ~100 events/s.
-   * A 429 on the whole request is retried by the SDK's pipeline; a 429 on single operations comes back
+   * A 429 on the whole request is not retried by the SDK's bulk call (measured with 4.9): it throws, and the
+   * operations are then written one by one (see below); a 429 on single operations comes back
    * as their status, so those operations are sent again here, a bounded number of times, after the
    * retry-after the service asked for. What is still throttled is left to the engine (transient).
    */
@@ -62,9 +63,10 @@ export class CosmosTwinStore implements TwinStore {
       try {
         responses = await this.container.items.bulk(input, { continueOnError: true });
       } catch {
-        // SDK 4.9 caches a failed partition-key-range lookup per client and container: after a network error
-        // on the first bulk call, every later bulk call fails the same way. Single writes do not use that
-        // lookup: send what is pending one by one (ETag-guarded, so a partly applied bulk is safe to resend).
+        // SDK 4.9's bulk call throws where single writes recover: it does not retry a 429 on the whole
+        // request, and it caches a failed partition-key-range lookup per client and container (after a
+        // network error on the first bulk call every later one fails the same way). Send what is pending one
+        // by one, with the SDK's own retries (ETag-guarded, so a partly applied bulk is safe to resend).
         await Promise.all(pending.map(async ({ op, index }) => {
           try {
             results[index] = { stored: op.etag === undefined ? await this.create(op.doc) : await this.replace(op.doc, op.etag) };
