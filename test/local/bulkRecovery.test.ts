@@ -39,6 +39,14 @@ describe('CosmosTwinStore.writeMany after the endpoint was away during the first
     expect(after.map((r) => ('stored' in r ? 'stored' : r.error.message))).toEqual(['stored', 'stored']);
     const { resource } = await cosmos.client.database(DATABASE).container('bulk-recovery').item('b', 'b').read();
     expect(resource?.id).toBe('b');
+    // the failed range lookup is forgotten: the next batch travels in one bulk request again
+    await sleep(5);
+    const bulkBefore = cosmos.requests.byKind.bulk ?? 0;
+    const writesBefore = cosmos.requests.byKind.write ?? 0;
+    const again = await store.writeMany!([{ doc: doc('d') }, { doc: doc('e') }]);
+    expect(again.map((r) => ('stored' in r ? 'stored' : r.error.message))).toEqual(['stored', 'stored']);
+    expect((cosmos.requests.byKind.bulk ?? 0) - bulkBefore).toBe(1);
+    expect((cosmos.requests.byKind.write ?? 0) - writesBefore).toBe(0);
     client.dispose();
   });
 
