@@ -63,6 +63,7 @@ const program = new Command()
   .option('--time-scale <f>', 'multiplies the retry policy\'s intervals (5 s … 5 min)', nonNegative, 0.01)
   .option('--concurrency <n>', 'SYNC_CONCURRENCY: documents written at once per invocation', int(1), 16)
   .option('--keep', 'leave the local Cosmos server running and print its endpoint and key', false)
+  .option('--tamper <n>', 'negative control: change n live replica documents behind the engine\'s back before the comparison (the verdict must then fail)', int(0), 0)
   .option('--no-progress', 'no progress bar (for logs)');
 
 interface Totals {
@@ -198,6 +199,8 @@ async function main(): Promise<number> {
   // 6. Compare every document with the hub (read directly from the server, not through the fault proxy).
   const { resources } = await cosmos.container.items.readAll<TwinDoc>().fetchAll();
   const docs = resources.map((d) => stripSystemFields(d));
+  // Negative control: documents changed behind the engine's back must show up as mismatches.
+  for (const doc of docs.filter((d) => !d.deleted && d.tags).slice(0, o.tamper)) doc.tags = { ...doc.tags, tampered: true };
   const cmp = compareReplica(hub, docs);
 
   const line = (k: string, v: unknown) => console.log(`  ${k.padEnd(26)} ${v}`);

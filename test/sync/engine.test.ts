@@ -71,9 +71,9 @@ describe('SyncEngine', () => {
     const store = new MemoryTwinStore();
     const { engine } = setup(store);
     await engine.processBatch(raw([create('d', 0)]), first);
-    // another writer (a second instance after a partition move, or the backfill) moves the document on
-    const current = (await store.read('d', 'd'))!;
-    await store.replace({ ...current.doc, version: 5, tags: { site: 'other-writer' } }, current.etag);
+    // another writer (a second instance holding the partition after a rebalance) moves the document on
+    const other = new SyncEngine({ store, deadLetters: new MemoryDeadLetterSink() });
+    await other.processBatch(raw([twinUpdate({ deviceId: 'd', ts: at(5), version: 5, tags: { site: 'other-writer' } })]), first);
 
     const r = await engine.processBatch(raw([
       twinUpdate({ deviceId: 'd', ts: at(3), version: 4, tags: { site: 'late' } }),

@@ -122,3 +122,21 @@ export function deliverWithReplays<T>(events: readonly T[], rewinds: readonly [n
   out.push(...events.slice(p));
   return out;
 }
+
+/** The route IoT Hub sends an event on: a device's events are ordered per route, not across routes. */
+export function routeOf(e: TwinEvent): 'twin' | 'lifecycle' | 'connection' {
+  return e.kind === 'update' || e.kind === 'replace' ? 'twin' : e.kind === 'connection' ? 'connection' : 'lifecycle';
+}
+
+/** One arrival order: each route's events keep their order, the routes interleave as `picks` says. */
+export function interleaveRoutes(events: readonly TwinEvent[], picks: readonly number[]): TwinEvent[] {
+  const queues = { twin: [] as TwinEvent[], lifecycle: [] as TwinEvent[], connection: [] as TwinEvent[] };
+  for (const e of events) queues[routeOf(e)].push(e);
+  const out: TwinEvent[] = [];
+  let i = 0;
+  while (out.length < events.length) {
+    const open = (Object.keys(queues) as (keyof typeof queues)[]).filter((k) => queues[k].length > 0);
+    out.push(queues[open[(picks[i++] ?? 0) % open.length]].shift()!);
+  }
+  return out;
+}

@@ -54,15 +54,17 @@ describe('replica rules (properties)', () => {
   });
 
   it('is monotonic: within one incarnation the version never goes backwards, whatever arrives', () => {
+    // One incarnation: no deletion or re-creation in the history (versions restart on re-creation).
+    const sameIncarnation = hubOpArb.filter((o) => o.op !== 'create' && o.op !== 'delete');
     fc.assert(
-      fc.property(fc.array(hubOpArb, { maxLength: 25 }), fc.array(fc.nat(), { maxLength: 40 }), (ops, order) => {
+      fc.property(fc.array(sameIncarnation, { maxLength: 25 }), fc.array(fc.nat(), { maxLength: 40 }), (ops, order) => {
         const { events } = runHub([{ op: 'create', tags: {} }, ...ops]);
         // an arbitrary arrival order, with duplicates
         const arrivals = order.map((n) => events[n % events.length]);
         let doc: TwinDoc | undefined;
         for (const e of arrivals) {
           const next = applyEvent(doc, e).doc;
-          if (doc && next && !doc.deleted && !next.deleted && doc.replica.createdAt === next.replica.createdAt && doc.version !== undefined) {
+          if (doc?.version !== undefined && next && !next.deleted) {
             expect(next.version).toBeGreaterThanOrEqual(doc.version);
           }
           doc = next;

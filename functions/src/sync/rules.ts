@@ -58,18 +58,31 @@ function copyConnection(from: TwinDoc, to: TwinDoc): void {
   if (from.connectionStateUpdatedTime !== undefined) to.connectionStateUpdatedTime = from.connectionStateUpdatedTime;
 }
 
-function tombstone(key: DocKey, ts: string | undefined, version: number | undefined, options: RuleOptions): TwinDoc {
+function tombstone(key: DocKey, ts: string | undefined, version: number | undefined, options: RuleOptions, previous?: TwinDoc): TwinDoc {
   const doc = baseDoc(key);
   doc.deleted = true;
+  // A connection state newer than the deletion belongs to a re-created identity (its event overtook the
+  // delete on another route): keep it for the incarnation to come.
+  const carried = carriedConnection(previous, ts);
+  if (carried) copyConnection(carried, doc);
   if (version !== undefined) doc.version = version;
   if (ts !== undefined) doc.replica.deletedAt = ts;
   if (options.tombstoneTtlSeconds !== undefined) doc.ttl = options.tombstoneTtlSeconds;
   return doc;
 }
 
-/** The newest operation timestamp this live document reflects. */
-function newestKnown(doc: TwinDoc): string | undefined {
-  return maxTimestamp(maxTimestamp(doc.replica.createdAt, doc.replica.updatedAt), doc.connectionStateUpdatedTime);
+/**
+ * The newest twin operation (create, update, replace) this live document reflects. Connection state is
+ * left out: it travels on its own route and says nothing about which incarnation the twin content is.
+ */
+function newestTwinChange(doc: TwinDoc): string | undefined {
+  return maxTimestamp(doc.replica.createdAt, doc.replica.updatedAt);
+}
+
+/** The previous document when its connection state is newer than `ts` (so a new incarnation keeps it). */
+function carriedConnection(previous: TwinDoc | undefined, ts: string | undefined): TwinDoc | undefined {
+  if (previous?.connectionStateSequenceNumber === undefined) return undefined;
+  return (previous.connectionStateUpdatedTime ?? '') > (ts ?? '') ? previous : undefined;
 }
 
 /** A live document for an identity whose earlier history is unknown (first seen, or re-created unseen). */
@@ -77,14 +90,13 @@ function startIncarnation(event: TwinEvent, previous: TwinDoc | undefined, optio
   const { key, ts } = event;
   switch (event.kind) {
     case 'create': {
-      const carried = previous && !previous.deleted && (previous.connectionStateUpdatedTime ?? '') > (ts ?? '') ? previous : undefined;
-      const doc = fromFullTwin(key, event.twin, event.version, carried);
-      doc.replica = { createdAt: ts, updatedAt: ts };
+      const doc = fromFullTwin(key, event.twin, event.version, carriedConnection(previous, ts));
+      doc.replica = { createdAt: ts, updatedAt: ts, versionAt: ts };
       return prune(doc);
     }
     case 'replace': {
-      const doc = fromFullTwin(key, event.twin, event.version, undefined);
-      doc.replica = { updatedAt: ts };
+      const doc = fromFullTwin(key, event.twin, event.version, carriedConnection(previous, ts));
+      doc.replica = { updatedAt: ts, versionAt: ts };
       return prune(doc);
     }
     case 'snapshot':
@@ -96,19 +108,26 @@ function startIncarnation(event: TwinEvent, previous: TwinDoc | undefined, optio
       doc.version = event.version;
       doc.tags = mergePatch(undefined, event.patch.tags ?? {});
       doc.properties = { desired: mergeSection(undefined, event.patch.desired ?? {}), reported: mergeSection(undefined, event.patch.reported ?? {}) };
-      doc.replica = { updatedAt: ts, partial: true };
+      const carried = carriedConnection(previous, ts);
+      if (carried) copyConnection(carried, doc);
+      doc.replica = { updatedAt: ts, versionAt: ts, partial: true };
       return prune(doc);
     }
     case 'connection': {
       const doc = baseDoc(key);
-      doc.connectionState = event.state;
-      doc.connectionStateSequenceNumber = event.sequenceNumber;
-      if (ts !== undefined) doc.connectionStateUpdatedTime = ts;
+      const kept = previous?.connectionStateSequenceNumber;
+      if (kept !== undefined && compareSequence(event.sequenceNumber, kept) <= 0) {
+        copyConnection(previous!, doc); // a tombstone kept a newer state than this event's
+      } else {
+        doc.connectionState = event.state;
+        doc.connectionStateSequenceNumber = event.sequenceNumber;
+        if (ts !== undefined) doc.connectionStateUpdatedTime = ts;
+      }
       doc.replica = { partial: true };
       return doc;
     }
     case 'delete':
-      return tombstone(key, ts, event.version, options);
+      return tombstone(key, ts, event.version, options, previous);
   }
 }
 
@@ -139,7 +158,7 @@ export function applyEvent(doc: TwinDoc | undefined, event: TwinEvent, options: 
   if (doc.deleted) {
     const deletedAt = doc.replica.deletedAt;
     if (ts === undefined || (deletedAt !== undefined && ts <= deletedAt)) return stale;
-    return applied(startIncarnation(event, undefined, options));
+    return applied(startIncarnation(event, doc, options));
   }
 
   const createdAt = doc.replica.createdAt;
@@ -155,13 +174,13 @@ export function applyEvent(doc: TwinDoc | undefined, event: TwinEvent, options: 
     }
     case 'delete': {
       // A delete older than something this document already reflects belongs to an earlier incarnation.
-      const newest = newestKnown(doc);
+      const newest = newestTwinChange(doc);
       if (ts !== undefined && newest !== undefined && ts < newest) return stale;
-      return applied(tombstone(event.key, ts, event.version, options));
+      return applied(tombstone(event.key, ts, event.version, options, doc));
     }
     case 'create': {
       if (ts !== undefined && createdAt !== undefined && ts <= createdAt) return stale; // the same create, replayed
-      const newest = newestKnown(doc);
+      const newest = newestTwinChange(doc);
       // Every change of an incarnation comes after its create: a create newer than all we hold means
       // the identity was deleted and re-created (its delete not seen here).
       if (ts !== undefined && (newest === undefined || ts > newest)) return applied(startIncarnation(event, doc, options));
@@ -174,7 +193,7 @@ export function applyEvent(doc: TwinDoc | undefined, event: TwinEvent, options: 
       return stale;
     }
     case 'update': {
-      if (doc.version !== undefined && event.version <= doc.version) return stale;
+      if (doc.version !== undefined && event.version <= doc.version) return restarted(doc, event, options) ?? stale;
       const next: TwinDoc = { ...doc, version: event.version };
       delete next.etag; // the new twin's etag is not in a patch notification
       const { tags, desired, reported } = event.patch;
@@ -186,13 +205,13 @@ export function applyEvent(doc: TwinDoc | undefined, event: TwinEvent, options: 
           reported: reported === undefined ? props.reported ?? {} : reported === null ? {} : mergeSection(props.reported, reported),
         };
       }
-      next.replica = { ...doc.replica };
+      next.replica = { ...doc.replica, versionAt: ts };
       const updatedAt = maxTimestamp(doc.replica.updatedAt, ts);
       if (updatedAt !== undefined) next.replica.updatedAt = updatedAt;
-      return applied(next);
+      return applied(prune(next));
     }
     case 'replace':
-      if (doc.version !== undefined && event.version <= doc.version) return stale;
+      if (doc.version !== undefined && event.version <= doc.version) return restarted(doc, event, options) ?? stale;
       return applied(withContent(doc, fromFullTwin(event.key, event.twin, event.version, doc), ts, {}));
     case 'snapshot': {
       const fills = doc.replica.partial === true && doc.version !== undefined && event.version === doc.version;
@@ -216,14 +235,32 @@ function underlay(doc: TwinDoc, twin: JsonObject, version: number | undefined, t
     reported: mergePatch(base.properties?.reported, doc.properties?.reported ?? {}),
   };
   const { partial: _partial, ...replica } = doc.replica;
-  next.replica = { ...replica, createdAt: ts };
+  next.replica = { ...replica, createdAt: ts, versionAt: doc.version !== undefined ? doc.replica.versionAt : ts };
   return prune(next);
+}
+
+/**
+ * Within one incarnation, twin versions and operation times rise together. A change whose version is not
+ * newer than the stored one but whose time is later than every twin operation the document reflects
+ * comes from a newer incarnation: the identity was deleted and re-created and this change overtook the
+ * delete and the create on another route. It starts that incarnation (a patch as a partial document;
+ * the delete and create that follow are then stale or laid under it). A replay carries its original time,
+ * so it never qualifies.
+ */
+function restarted(doc: TwinDoc, event: TwinEvent & { kind: 'update' | 'replace' }, options: RuleOptions): { doc: TwinDoc; outcome: 'applied' } | undefined {
+  // Only when the time of the stored version is known: after a backfill snapshot it is not, and an old
+  // replay must then stay stale rather than look like a newer incarnation.
+  const versionAt = doc.replica.versionAt;
+  if (event.ts === undefined || versionAt === undefined) return undefined;
+  if (event.ts <= (maxTimestamp(versionAt, newestTwinChange(doc)) ?? versionAt)) return undefined;
+  return { doc: startIncarnation(event, doc, options), outcome: 'applied' };
 }
 
 /** A document with new full content, keeping the incarnation's bookkeeping; no longer partial. */
 function withContent(previous: TwinDoc, next: TwinDoc, ts: string | undefined, extra: { createdAt?: string }): TwinDoc {
   const { partial: _partial, ...replica } = previous.replica;
-  next.replica = { ...replica, ...extra, updatedAt: maxTimestamp(previous.replica.updatedAt, ts) };
+  // `versionAt` is the time of the change that set the new version: unknown (removed) for a snapshot.
+  next.replica = { ...replica, ...extra, updatedAt: maxTimestamp(previous.replica.updatedAt, ts), versionAt: ts };
   if (extra.createdAt === undefined && previous.replica.createdAt !== undefined) next.replica.createdAt = previous.replica.createdAt;
   return prune(next);
 }

@@ -12,8 +12,10 @@ export interface DocKey {
 export interface ReplicaMeta {
   /** IoT Hub operation timestamp of the create that began the current incarnation. */
   createdAt?: string;
-  /** Operation timestamp of the newest twin-content change applied (create, update, replace, snapshot). */
+  /** Operation timestamp of the newest twin-content change applied (create, update, replace). */
   updatedAt?: string;
+  /** Operation timestamp of the change that set `version`; absent when unknown (a backfill snapshot). */
+  versionAt?: string;
   /** Tombstones: operation timestamp of the deletion. */
   deletedAt?: string;
   /** Set while the document was built from changes alone (the device predates the replica): a backfill completes it. */
