@@ -77,7 +77,7 @@ async function main(): Promise<number> {
     devices: number; moduleShare: number; events: number; partitions: number; batchSize: number; seed: number;
     coalesceRate: number; telemetryRate: number; duplicateRate: number; reorderWindow: number; crashRate: number; throttleRate: number; bulkThrottleRate: number;
     retryAfterMs: number; outageRate: number; outageMs: number; slowMs: number; timeScale: number; concurrency: number;
-    keep: boolean; progress: boolean;
+    keep: boolean; progress: boolean; tamper: number;
   }>();
   const started = performance.now();
   // Separate streams: the hub's events depend on the seed alone; fault timing also depends on scheduling.

@@ -252,7 +252,7 @@ export async function newRun(s: Services, hubOptions: { seed: number; reorderWin
 
 // ---- commands ---------------------------------------------------------------------------------------
 
-type Cmd = fc.AsyncCommand<Model, Real>;
+export type Cmd = fc.AsyncCommand<Model, Real>;
 
 abstract class Base implements Cmd {
   check(): boolean {
