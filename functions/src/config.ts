@@ -79,7 +79,8 @@ export function readSettings(env: Record<string, string | undefined> = process.e
 }
 
 let credential: TokenCredential | undefined;
-function azureCredential(clientId: string | undefined): TokenCredential {
+/** The process's one Entra ID credential (managed identity in Azure; AZURE_CLIENT_ID picks the user-assigned one). */
+export function azureCredential(clientId: string | undefined): TokenCredential {
   return (credential ??= new DefaultAzureCredential(clientId ? { managedIdentityClientId: clientId } : {}));
 }
 
@@ -97,8 +98,19 @@ export function createCosmosClient(settings: Pick<SyncSettings, 'cosmosEndpoint'
   return new CosmosClient({ endpoint: settings.cosmosEndpoint, aadCredentials: azureCredential(settings.clientId) });
 }
 
-export function createEngine(settings: SyncSettings): SyncEngine {
-  const container = createCosmosClient(settings).database(settings.cosmosDatabase).container(settings.cosmosContainer);
+let shared: { endpoint: string; client: CosmosClient } | undefined;
+/**
+ * The function app's one CosmosClient per process, shared by every function in it (syncTwins, verifyRepair):
+ * one connection pool, one cache of partition key ranges, one token.
+ */
+export function sharedCosmosClient(settings: Pick<SyncSettings, 'cosmosEndpoint' | 'cosmosKey' | 'clientId'>): CosmosClient {
+  if (!shared || shared.endpoint !== settings.cosmosEndpoint) shared = { endpoint: settings.cosmosEndpoint, client: createCosmosClient(settings) };
+  return shared.client;
+}
+
+/** An engine on the replica container; with no client given it makes its own (tools, local host restarts). */
+export function createEngine(settings: SyncSettings, client: CosmosClient = createCosmosClient(settings)): SyncEngine {
+  const container = client.database(settings.cosmosDatabase).container(settings.cosmosContainer);
   let sink: BlobDeadLetterSink;
   if (settings.deadLetterEndpoint) {
     const cred = azureCredential(settings.clientId);

@@ -41,3 +41,22 @@ describe('app settings', () => {
     expect(['https://10.0.0.1', 'https://localhost.evil.com', 'https://128.0.0.1', 'not a url'].map(isLoopback)).toEqual([false, false, false, false]);
   });
 });
+
+describe('one CosmosClient per process', () => {
+  it('syncTwins and verifyRepair share the process\'s client (clients are created lazily: no server needed)', async () => {
+    const env = {
+      COSMOS_ENDPOINT: 'https://127.0.0.1:18081', COSMOS_DATABASE: 'twin-replica', COSMOS_CONTAINER: 'twins', COSMOS_KEY: 'k',
+      DEADLETTER_CONNECTION_STRING: 'DefaultEndpointsProtocol=http;AccountName=a;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:10000/a;',
+      IOTHUB_HOSTNAME: 'hub.azure-devices.net',
+    };
+    const { sharedCosmosClient } = await import('../../functions/src/config');
+    const { verifyRepairDeps } = await import('../../functions/src/functions/verifyRepair');
+    const settings = readSettings(env);
+    const client = sharedCosmosClient(settings);
+    expect(sharedCosmosClient(settings)).toBe(client);
+    const deps = verifyRepairDeps(env);
+    const store = deps.engine.store as unknown as { container: { database: { client: unknown } } };
+    expect(store.container.database.client).toBe(client);
+    expect(sharedCosmosClient({ ...settings, cosmosEndpoint: 'https://127.0.0.1:18082' })).not.toBe(client);
+  });
+});

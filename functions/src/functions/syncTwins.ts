@@ -1,5 +1,5 @@
 import { app, type InvocationContext } from '@azure/functions';
-import { createEngine, readSettings } from '../config';
+import { createEngine, readSettings, sharedCosmosClient } from '../config';
 import type { SyncEngine, SyncSummary } from '../sync/engine';
 import type { RawEvent } from '../sync/types';
 
@@ -43,7 +43,10 @@ function partitionIdOf(triggerMetadata: Record<string, unknown> | undefined): st
 
 /** Event Hubs-triggered (cardinality many): applies IoT Hub twin, lifecycle and connection-state events to the replica. */
 export async function syncTwins(messages: unknown[], context: InvocationContext): Promise<SyncSummary> {
-  engine ??= createEngine(readSettings());
+  if (!engine) {
+    const settings = readSettings();
+    engine = createEngine(settings, sharedCosmosClient(settings));
+  }
   const retry = context.retryContext;
   // Without a retry context nobody will run this batch again: treat it as the last try.
   const isLastAttempt = !retry || (retry.maxRetryCount >= 0 && retry.retryCount >= retry.maxRetryCount);

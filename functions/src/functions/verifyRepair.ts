@@ -1,7 +1,6 @@
 import { app, type InvocationContext, type Timer } from '@azure/functions';
-import { DefaultAzureCredential } from '@azure/identity';
 import { BlobDeadLetterSink, fromConnectionString } from '../adapters/blobDeadLetters';
-import { ConfigError, createCosmosClient, createEngine, isLoopback, positiveSetting, readSettings } from '../config';
+import { azureCredential, ConfigError, createEngine, isLoopback, positiveSetting, readSettings, sharedCosmosClient } from '../config';
 import { CosmosReplicaIndex, runVerify, type ReplicaIndex, type VerifyReport } from '../replicaTools/scan';
 import { IOTHUB_SCOPE, QueryPager, RestTwinQuery, type TwinQuery } from '../replicaTools/twinQuery';
 import type { SyncEngine } from '../sync/engine';
@@ -37,7 +36,7 @@ export function verifyRepairDeps(env: Record<string, string | undefined> = proce
   const hub = env.IOTHUB_HOSTNAME;
   if (!hub) throw new ConfigError('missing app setting: IOTHUB_HOSTNAME');
   const reportsContainer = env.REPORTS_CONTAINER || 'reports';
-  const credential = new DefaultAzureCredential(settings.clientId ? { managedIdentityClientId: settings.clientId } : {});
+  const credential = azureCredential(settings.clientId);
   const cached = new Map<string, { token: string; expiresOnTimestamp: number }>();
   const tokenFor = async (scope: string) => {
     const t = cached.get(scope);
@@ -55,9 +54,10 @@ export function verifyRepairDeps(env: Record<string, string | undefined> = proce
     if (!isLoopback(containerUrl)) throw new ConfigError('a storage connection string is accepted only for Azurite on loopback');
     reports = new BlobDeadLetterSink(containerUrl, auth);
   }
-  const container = createCosmosClient(settings).database(settings.cosmosDatabase).container(settings.cosmosContainer);
+  const client = sharedCosmosClient(settings);
+  const container = client.database(settings.cosmosDatabase).container(settings.cosmosContainer);
   return {
-    engine: createEngine(settings),
+    engine: createEngine(settings, client),
     twinQuery: new RestTwinQuery({ hostName: hub, getToken: () => tokenFor(IOTHUB_SCOPE) }),
     replica: new CosmosReplicaIndex(container),
     reports,
