@@ -61,7 +61,7 @@ const program = new Command()
   .option('--outage-ms <ms>', 'how long an outage lasts', int(0), 300)
   .option('--slow-ms <ms>', 'latency added to every Cosmos request', int(0), 0)
   .option('--time-scale <f>', 'multiplies the retry policy\'s intervals (5 s … 5 min)', nonNegative, 0.01)
-  .option('--concurrency <n>', 'SYNC_CONCURRENCY: documents written at once per invocation', int(1), 16)
+  .option('--concurrency <n>', 'SYNC_CONCURRENCY: point reads (and single writes, where no bulk) at once per invocation', int(1), 16)
   .option('--keep', 'leave the local Cosmos server running and print its endpoint and key', false)
   .option('--tamper <n>', 'negative control: change n live replica documents behind the engine\'s back before the comparison (the verdict must then fail)', int(0), 0)
   .option('--no-progress', 'no progress bar (for logs)');

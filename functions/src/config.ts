@@ -13,7 +13,7 @@ import { SyncEngine } from './sync/engine';
  * - DEADLETTER_BLOB_ENDPOINT + DEADLETTER_CONTAINER: dead letters in Blob Storage, with the managed identity.
  * - DEADLETTER_CONNECTION_STRING: instead of the endpoint, for Azurite on loopback only.
  * - TOMBSTONE_TTL_SECONDS: per-item TTL of tombstones (Event Hub retention + 1 day); unset keeps them.
- * - SYNC_CONCURRENCY: documents written at once per invocation (default 16).
+ * - SYNC_CONCURRENCY: point reads at once per invocation (default 16); a batch's writes go in one bulk call.
  */
 export interface SyncSettings {
   cosmosEndpoint: string;

@@ -14,7 +14,7 @@ export interface EngineOptions {
   deadLetters: DeadLetterSink;
   /** @default a DocCache of 20,000 documents / 64 MB */
   cache?: DocCache;
-  /** Documents written at once. @default 16 */
+  /** Point reads (and single writes, for a store without writeMany) at once. @default 16 */
   concurrency?: number;
   /** Per-item TTL on tombstones. @default undefined (kept forever) */
   tombstoneTtlSeconds?: number;
