@@ -38,8 +38,8 @@ const sequences = fc.commands(commandArbs, { maxCommands: LONG ? 80 : 50, size: 
 const seeds = fc.integer({ min: 1, max: 1_000_000 });
 
 /** One command sequence against a fresh simulated hub and replica, then the final comparison. */
-async function runSequence(cmds: Iterable<Cmd>, opts: { seed: number; reorderWindow?: number }): Promise<void> {
-  const run = await newRun(services, opts);
+async function runSequence(cmds: Iterable<Cmd>, opts: { seed: number; reorderWindow?: number }, wrapStore?: (store: TwinStore) => TwinStore): Promise<void> {
+  const run = await newRun(services, opts, wrapStore);
   try {
     provision(run.model.hub);
     await fc.asyncModelRun(() => ({ model: run.model, real: run.real }), cmds);
@@ -88,16 +88,7 @@ describe('the replica converges to the hub under IoT Hub delivery and Cosmos DB 
       };
     };
     const result = await fc.check(
-      fc.asyncProperty(sequences, seeds, async (cmds, seed) => {
-        const run = await newRun(services, { seed }, lossy);
-        try {
-          provision(run.model.hub);
-          await fc.asyncModelRun(() => ({ model: run.model, real: run.real }), cmds);
-          await verify(run.model, run.real);
-        } finally {
-          await run.dispose();
-        }
-      }),
+      fc.asyncProperty(sequences, seeds, (cmds, seed) => runSequence(cmds, { seed }, lossy)),
       { numRuns: 50, seed: 42 },
     );
     expect(result.failed).toBe(true);
