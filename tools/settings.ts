@@ -1,6 +1,6 @@
-import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
+import type { TokenCredential } from '@azure/identity';
 import { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
-import { ConfigError, createCosmosClient, fromConnectionStringChecked, isLoopback, readSettings, type SyncSettings } from './configBridge';
+import { azureCredential, ConfigError, createCosmosClient, isLoopback, readSettings, type SyncSettings } from './configBridge';
 
 /**
  * The tools read the same settings as the function app (COSMOS_*, DEADLETTER_*, AZURE_CLIENT_ID), plus
@@ -13,9 +13,8 @@ export function hubHostName(flag: string | undefined, env: NodeJS.ProcessEnv): s
   return host;
 }
 
-let credential: TokenCredential | undefined;
 export function toolCredential(env: NodeJS.ProcessEnv): TokenCredential {
-  return (credential ??= new DefaultAzureCredential(env.AZURE_CLIENT_ID ? { managedIdentityClientId: env.AZURE_CLIENT_ID } : {}));
+  return azureCredential(env.AZURE_CLIENT_ID || undefined);
 }
 
 export function engineSettings(env: NodeJS.ProcessEnv): SyncSettings {
@@ -37,6 +36,6 @@ export function deadLetterContainer(env: NodeJS.ProcessEnv): ContainerClient {
   if (settings.deadLetterEndpoint) {
     return new ContainerClient(`${settings.deadLetterEndpoint.replace(/\/$/, '')}/${settings.deadLetterContainer}`, toolCredential(env));
   }
-  fromConnectionStringChecked(settings.deadLetterConnectionString!, settings.deadLetterContainer);
+  // readSettings has already refused a connection string that is not Azurite on loopback.
   return BlobServiceClient.fromConnectionString(settings.deadLetterConnectionString!).getContainerClient(settings.deadLetterContainer);
 }

@@ -1,6 +1,6 @@
 import { app, type InvocationContext, type Timer } from '@azure/functions';
 import { BlobDeadLetterSink, fromConnectionString } from '../adapters/blobDeadLetters';
-import { azureCredential, ConfigError, createEngine, isLoopback, positiveSetting, readSettings, sharedCosmosClient } from '../config';
+import { azureCredential, ConfigError, createEngine, positiveSetting, readSettings, sharedCosmosClient } from '../config';
 import { CosmosReplicaIndex, runVerify, type ReplicaIndex, type VerifyReport } from '../replicaTools/scan';
 import { IOTHUB_SCOPE, QueryPager, RestTwinQuery, type TwinQuery } from '../replicaTools/twinQuery';
 import type { SyncEngine } from '../sync/engine';
@@ -50,8 +50,8 @@ export function verifyRepairDeps(env: Record<string, string | undefined> = proce
   if (settings.deadLetterEndpoint) {
     reports = new BlobDeadLetterSink(`${settings.deadLetterEndpoint.replace(/\/$/, '')}/${reportsContainer}`, { kind: 'token', getToken: () => tokenFor('https://storage.azure.com/.default') });
   } else {
+    // readSettings has already refused a connection string that is not Azurite on loopback.
     const { containerUrl, auth } = fromConnectionString(settings.deadLetterConnectionString!, reportsContainer);
-    if (!isLoopback(containerUrl)) throw new ConfigError('a storage connection string is accepted only for Azurite on loopback');
     reports = new BlobDeadLetterSink(containerUrl, auth);
   }
   const client = sharedCosmosClient(settings);

@@ -38,6 +38,14 @@ export function snapshotOf(twin: JsonObject, ts: string): TwinEvent | undefined 
   return { kind: 'snapshot', key, ts, version, twin };
 }
 
+/** What reading the hub cost: twin query requests, 429s, retries and time spent waiting. */
+export type QueryStats = { requests: number; throttled: number; retries: number; waitedMs: number };
+
+function queryStats(pager: QueryPager): QueryStats {
+  const s = pager.stats;
+  return { requests: s.requests, throttled: s.throttled, retries: s.retries, waitedMs: Math.round(s.waitedMs) };
+}
+
 export interface ApplyStats {
   applied: number;
   stale: number;
@@ -111,7 +119,7 @@ export interface BackfillReport {
   /** Items of this run without a usable deviceId/version (not written). */
   unusable: number;
   replica: ApplyStats;
-  query: { requests: number; throttled: number; retries: number; waitedMs: number };
+  query: QueryStats;
   durationMs: number;
 }
 
@@ -149,12 +157,11 @@ export async function runBackfill(opts: BackfillOptions): Promise<BackfillReport
       opts.onPage?.({ query: name, page: progress.pages, twins: page.items.length, totalTwins: state.queries.devices.twins + state.queries.modules.twins });
     }
   }
-  const s = opts.pager.stats;
   return {
     hub: state.hub, resumed, pages,
     twins: { devices: state.queries.devices.twins, modules: state.queries.modules.twins },
     unusable, replica,
-    query: { requests: s.requests, throttled: s.throttled, retries: s.retries, waitedMs: Math.round(s.waitedMs) },
+    query: queryStats(opts.pager),
     durationMs: Date.now() - started,
   };
 }
@@ -247,7 +254,7 @@ export interface VerifyReport {
   repaired?: { applied: number; skipped: number; deadLettered: number };
   /** Discrepancies still there after the repair (or all of them without --repair). */
   remaining: number;
-  query: { requests: number; throttled: number; retries: number; waitedMs: number };
+  query: QueryStats;
   durationMs: number;
 }
 
@@ -364,8 +371,7 @@ export async function runVerify(opts: VerifyOptions): Promise<VerifyReport> {
   } else {
     report.remaining = found;
   }
-  const s = opts.pager.stats;
-  report.query = { requests: s.requests, throttled: s.throttled, retries: s.retries, waitedMs: Math.round(s.waitedMs) };
+  report.query = queryStats(opts.pager);
   report.finishedAt = new Date(now()).toISOString();
   report.durationMs = Date.now() - startedMs;
   return report;

@@ -1,4 +1,5 @@
 import https from 'node:https';
+import { isLoopback } from '../config';
 import type { JsonObject } from '../sync/types';
 
 /**
@@ -159,7 +160,7 @@ export function parseHubHost(hostName: string): { host: string; port?: number; l
   const m = /^([^:/]+)(?::(\d{1,5}))?$/.exec(hostName.trim());
   if (!m) throw new Error(`not a hub host name: ${JSON.stringify(hostName)} (expected <hub>.azure-devices.net)`);
   const host = m[1];
-  const loopback = host === 'localhost' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+  const loopback = isLoopback(`https://${host}`);
   const port = m[2] === undefined ? undefined : Number(m[2]);
   if (port !== undefined && !loopback) throw new Error(`a port in the hub host name is accepted only for a loopback stand-in: ${hostName}`);
   return { host, port, loopback };
