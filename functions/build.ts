@@ -19,7 +19,7 @@ export const DEFAULT_FUNCTIONS_ENTRY = path.join(here, 'src', 'index.ts');
 /** Path of the bundle inside the package; package.json `main` points here. */
 export const BUNDLE_PATH = 'dist/index.cjs';
 
-/** Kept at the Functions defaults on purpose (see shared notes): raising the checkpoint frequency breaks target-based scaling. */
+/** Kept at the Functions defaults on purpose (Functions Event Hubs trigger docs: host.json settings): raising the checkpoint frequency breaks target-based scaling. */
 export const EVENT_HUBS_HOST_SETTINGS = {
   maxEventBatchSize: 100,
   prefetchCount: 300,

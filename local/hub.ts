@@ -14,7 +14,7 @@ import { Rng } from './random';
  * The twin's top-level `version` grows by one on every twin change and starts again for a re-created
  * identity; `etag` changes on every change.
  *
- * Events (shared/notes/iothub-events.md): an `updateTwin` body holds every key the caller sent (not a
+ * Events (Microsoft Learn, IoT Hub non-telemetry event schema): an `updateTwin` body holds every key the caller sent (not a
  * minimal diff) with the `$metadata` of those keys and the section's `$version`; `replaceTwin`,
  * `createDeviceIdentity` and `deleteDeviceIdentity` carry the whole twin. IoT Hub may coalesce several
  * changes into one notification carrying the last version (`hold`), replays what it already sent, and

@@ -1,6 +1,6 @@
 /**
  * Builders for events exactly as the Event Hubs trigger hands IoT Hub's routed events to a v4 Node
- * function (see shared/notes/iothub-events.md and the fixtures in shared/fixtures/events/): body,
+ * function (see the sample events and their provenance in test/fixtures/events/): body,
  * application properties (`propertiesArray[i]`) and system properties (`systemPropertiesArray[i]`,
  * first letter of each key lower-cased by the v4 library).
  */
