@@ -1,7 +1,8 @@
 import https from 'node:https';
 import { CosmosClient } from '@azure/cosmos';
 import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
-import { BlobDeadLetterSink, fromConnectionString } from './adapters/blobDeadLetters';
+import { BlobAttemptCounter, type AttemptCounter } from './adapters/attemptCounter';
+import { BlobContainerRest, BlobDeadLetterSink, fromConnectionString, type BlobAuth } from './adapters/blobDeadLetters';
 import { CosmosTwinStore } from './adapters/cosmosStore';
 import { SyncEngine } from './sync/engine';
 
@@ -14,6 +15,9 @@ import { SyncEngine } from './sync/engine';
  * - DEADLETTER_CONNECTION_STRING: instead of the endpoint, for Azurite on loopback only.
  * - TOMBSTONE_TTL_SECONDS: per-item TTL of tombstones (Event Hub retention + 1 day); unset keeps them.
  * - SYNC_CONCURRENCY: point reads at once per invocation (default 16); a batch's writes go in one bulk call.
+ * - SYNC_ATTEMPTS_BLOB_ENDPOINT + SYNC_ATTEMPTS_CONTAINER (default sync-attempts): where syncTwins counts the
+ *   starts of each batch durably (the Functions host's storage account, with the managed identity); without
+ *   the endpoint, Azurite's DEADLETTER_CONNECTION_STRING on loopback; with neither, no durable count.
  */
 export interface SyncSettings {
   cosmosEndpoint: string;
@@ -26,6 +30,8 @@ export interface SyncSettings {
   deadLetterContainer: string;
   tombstoneTtlSeconds?: number;
   concurrency?: number;
+  attemptsEndpoint?: string;
+  attemptsContainer: string;
 }
 
 export class ConfigError extends Error {
@@ -67,6 +73,8 @@ export function readSettings(env: Record<string, string | undefined> = process.e
     deadLetterContainer: env.DEADLETTER_CONTAINER || 'deadletters',
     tombstoneTtlSeconds: positiveSetting(env, 'TOMBSTONE_TTL_SECONDS'),
     concurrency: positiveSetting(env, 'SYNC_CONCURRENCY'),
+    attemptsEndpoint: env.SYNC_ATTEMPTS_BLOB_ENDPOINT || undefined,
+    attemptsContainer: env.SYNC_ATTEMPTS_CONTAINER || 'sync-attempts',
   };
   if (settings.cosmosKey && !isLoopback(settings.cosmosEndpoint)) {
     throw new ConfigError('COSMOS_KEY is accepted only for a local server on a loopback endpoint; use the managed identity for Azure');
@@ -108,21 +116,38 @@ export function sharedCosmosClient(settings: Pick<SyncSettings, 'cosmosEndpoint'
   return shared.client;
 }
 
+/** A Blob container reached with the managed identity (a token for Azure Storage, renewed 5 minutes before it expires). */
+function tokenAuth(clientId: string | undefined): BlobAuth {
+  const cred = azureCredential(clientId);
+  let token: { token: string; expiresOnTimestamp: number } | null = null;
+  return {
+    kind: 'token',
+    getToken: async () => {
+      if (!token || token.expiresOnTimestamp - Date.now() < 5 * 60_000) token = await cred.getToken('https://storage.azure.com/.default');
+      if (!token) throw new Error('no token for Azure Storage');
+      return token.token;
+    },
+  };
+}
+
+/** The durable count of batch starts (see adapters/attemptCounter.ts); undefined when no store is configured. */
+export function createAttemptCounter(settings: SyncSettings): AttemptCounter | undefined {
+  if (settings.attemptsEndpoint) {
+    return new BlobAttemptCounter(new BlobContainerRest(`${settings.attemptsEndpoint.replace(/\/$/, '')}/${settings.attemptsContainer}`, tokenAuth(settings.clientId)));
+  }
+  if (settings.deadLetterConnectionString) {
+    const { containerUrl, auth } = fromConnectionString(settings.deadLetterConnectionString, settings.attemptsContainer);
+    return new BlobAttemptCounter(new BlobContainerRest(containerUrl, auth));
+  }
+  return undefined;
+}
+
 /** An engine on the replica container; with no client given it makes its own (tools, local host restarts). */
 export function createEngine(settings: SyncSettings, client: CosmosClient = createCosmosClient(settings)): SyncEngine {
   const container = client.database(settings.cosmosDatabase).container(settings.cosmosContainer);
   let sink: BlobDeadLetterSink;
   if (settings.deadLetterEndpoint) {
-    const cred = azureCredential(settings.clientId);
-    let token: { token: string; expiresOnTimestamp: number } | null = null;
-    sink = new BlobDeadLetterSink(`${settings.deadLetterEndpoint.replace(/\/$/, '')}/${settings.deadLetterContainer}`, {
-      kind: 'token',
-      getToken: async () => {
-        if (!token || token.expiresOnTimestamp - Date.now() < 5 * 60_000) token = await cred.getToken('https://storage.azure.com/.default');
-        if (!token) throw new Error('no token for Azure Storage');
-        return token.token;
-      },
-    });
+    sink = new BlobDeadLetterSink(`${settings.deadLetterEndpoint.replace(/\/$/, '')}/${settings.deadLetterContainer}`, tokenAuth(settings.clientId));
   } else {
     const { containerUrl, auth } = fromConnectionString(settings.deadLetterConnectionString!, settings.deadLetterContainer);
     sink = new BlobDeadLetterSink(containerUrl, auth);

@@ -79,6 +79,10 @@ export class SyncFunctionApp extends Construct {
       DEADLETTER_CONTAINER: storage.deadLetterContainer.name,
       REPORTS_CONTAINER: storage.reportsContainer.name,
       TOMBSTONE_TTL_SECONDS: String(props.tombstoneTtlSeconds),
+      // syncTwins' durable count of batch starts (functions/src/adapters/attemptCounter.ts): in the host
+      // account beside the Event Hubs checkpoints (no blob versioning there; the identity owns its blobs).
+      SYNC_ATTEMPTS_BLOB_ENDPOINT: `https://${storage.host.name}.blob.core.windows.net`,
+      SYNC_ATTEMPTS_CONTAINER: 'sync-attempts',
 
       IOTHUB_HOSTNAME: iotHub.hostName,
       VERIFY_SCHEDULE: config.verifySchedule,

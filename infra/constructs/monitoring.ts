@@ -10,6 +10,7 @@ import type { MonitoringConfig } from '../config.js';
 import type { CosmosReplica } from './cosmos.js';
 import type { EventHubs } from './event-hubs.js';
 import type { StackContext } from './common.js';
+import { SUMMARY_PREFIX } from '../../functions/src/logContract.js';
 
 export interface TelemetryProps extends StackContext {
   readonly config: MonitoringConfig;
@@ -52,13 +53,21 @@ export class Telemetry extends Construct {
   }
 }
 
-/** Prefix of the one log line syncTwins writes per invocation (contract with the function code). */
-export const SUMMARY_PREFIX = 'syncTwins summary ';
-
 const summaryJson = `parse_json(extract(@"^${SUMMARY_PREFIX}(\\{.*\\})", 1, Message))`;
 
-/** KQL of the log alerts, exported for tests and the README. */
+/**
+ * KQL of the log alerts, exported for tests and the docs.
+ *
+ * Every try of a batch logs its own summary line; only the line marked `final` (the try after which the
+ * trigger moves on) is counted, so a batch retried five times is counted once, not six times.
+ */
 export function alertQueries(args: { appInsightsId: string; eventHubNamespaceId: string }) {
+  const finalSummaries = [
+    'AppTraces',
+    `| where Message startswith "${SUMMARY_PREFIX}"`,
+    `| extend summary = ${summaryJson}`,
+    '| where tobool(summary.final)',
+  ];
   return {
     functionFailures: [
       'AppRequests',
@@ -66,19 +75,17 @@ export function alertQueries(args: { appInsightsId: string; eventHubNamespaceId:
       '| where Success == false',
       '| summarize failures = count() by bin(TimeGenerated, 15m)',
     ].join('\n'),
+    // Dead letters stored plus events the last resort could only log (the dead-letter store failed).
     deadLetters: [
-      'AppTraces',
-      `| where Message startswith "${SUMMARY_PREFIX}"`,
-      `| extend summary = ${summaryJson}`,
-      '| summarize deadLettered = sum(tolong(summary.deadLettered)) by bin(TimeGenerated, 15m)',
+      ...finalSummaries,
+      '| summarize deadLettered = sum(tolong(summary.deadLettered) + tolong(summary.lastResort)) by bin(TimeGenerated, 15m)',
     ].join('\n'),
     consumerLag: [
       'let incoming = AzureMetrics',
       `| where ResourceId =~ "${args.eventHubNamespaceId}" and MetricName == "IncomingMessages"`,
       '| summarize incoming = sum(Total) by bin(TimeGenerated, 15m);',
-      'let processed = AppTraces',
-      `| where Message startswith "${SUMMARY_PREFIX}"`,
-      `| extend summary = ${summaryJson}`,
+      `let processed = ${finalSummaries[0]}`,
+      ...finalSummaries.slice(1),
       '| summarize processed = sum(todouble(summary.received)) by bin(TimeGenerated, 15m);',
       'incoming',
       '| join kind=fullouter processed on TimeGenerated',

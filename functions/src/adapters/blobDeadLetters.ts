@@ -28,10 +28,51 @@ function safe(value: string): string {
   return value.replace(/[^A-Za-z0-9._-]/g, '_');
 }
 
-export class BlobDeadLetterSink implements DeadLetterSink {
+export interface BlobResponse {
+  status: number;
+  etag?: string;
+  text: string;
+}
+
+/**
+ * One container over Blob REST: what the dead letters, the verify reports and the attempt counter need
+ * (Put Blob, Get Blob, conditional headers, Create Container), signed with a token or a Shared Key.
+ */
+export class BlobContainerRest {
   readonly puts = { count: 0 };
 
-  constructor(private readonly containerUrl: string, private readonly auth: BlobAuth, private readonly concurrency = 8) {}
+  constructor(readonly containerUrl: string, private readonly auth: BlobAuth) {}
+
+  /**
+   * One request on a blob of the container (or on the container itself when `name` is undefined).
+   * `headers` take lower-case names (If-Match, If-None-Match, x-ms-meta-*), as the Shared Key string to sign reads them.
+   */
+  async send(method: 'GET' | 'PUT' | 'DELETE', name: string | undefined, opts: { body?: string; headers?: Record<string, string>; query?: Record<string, string> } = {}): Promise<BlobResponse> {
+    const url = new URL(name === undefined ? this.containerUrl.replace(/\/$/, '') : `${this.containerUrl.replace(/\/$/, '')}/${name}`);
+    for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v);
+    const body = opts.body === undefined ? undefined : Buffer.from(opts.body, 'utf8');
+    const headers: Record<string, string> = { 'x-ms-date': new Date().toUTCString(), 'x-ms-version': BLOB_API_VERSION, ...opts.headers };
+    headers.authorization = this.auth.kind === 'token'
+      ? `Bearer ${await this.auth.getToken()}`
+      : sharedKeyAuthorization(method, url, headers, body?.length ?? 0, this.auth.accountName, this.auth.accountKey);
+    if (method === 'PUT') this.puts.count++;
+    const res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(30_000) });
+    const text = await res.text().catch(() => '');
+    return { status: res.status, etag: res.headers.get('etag') ?? undefined, text };
+  }
+
+  async put(name: string, content: string, metadata: Record<string, string> = {}): Promise<void> {
+    const headers: Record<string, string> = { 'x-ms-blob-type': 'BlockBlob', 'content-type': 'application/json' };
+    for (const [k, v] of Object.entries(metadata)) headers[`x-ms-meta-${k}`] = v;
+    const res = await this.send('PUT', name, { body: content, headers });
+    if (res.status !== 201) throw new Error(`Put Blob ${name} answered ${res.status}: ${res.text.slice(0, 300)}`);
+  }
+}
+
+export class BlobDeadLetterSink extends BlobContainerRest implements DeadLetterSink {
+  constructor(containerUrl: string, auth: BlobAuth, private readonly concurrency = 8) {
+    super(containerUrl, auth);
+  }
 
   async write(records: readonly DeadLetter[]): Promise<void> {
     let next = 0;
@@ -42,27 +83,6 @@ export class BlobDeadLetterSink implements DeadLetterSink {
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.concurrency, records.length) }, worker));
-  }
-
-  async put(name: string, content: string, metadata: Record<string, string> = {}): Promise<void> {
-    const url = new URL(`${this.containerUrl.replace(/\/$/, '')}/${name}`);
-    const body = Buffer.from(content, 'utf8');
-    const headers: Record<string, string> = {
-      'x-ms-date': new Date().toUTCString(),
-      'x-ms-version': BLOB_API_VERSION,
-      'x-ms-blob-type': 'BlockBlob',
-      'content-type': 'application/json',
-    };
-    for (const [k, v] of Object.entries(metadata)) headers[`x-ms-meta-${k}`] = v;
-    headers.authorization = this.auth.kind === 'token'
-      ? `Bearer ${await this.auth.getToken()}`
-      : sharedKeyAuthorization('PUT', url, headers, body.length, this.auth.accountName, this.auth.accountKey);
-    this.puts.count++;
-    const res = await fetch(url, { method: 'PUT', headers, body, signal: AbortSignal.timeout(30_000) });
-    if (res.status !== 201) {
-      const text = await res.text().catch(() => '');
-      throw new Error(`Put Blob ${name} answered ${res.status}: ${text.slice(0, 300)}`);
-    }
   }
 }
 

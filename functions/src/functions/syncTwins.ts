@@ -1,6 +1,9 @@
 import { app, type InvocationContext } from '@azure/functions';
-import { createEngine, readSettings, sharedCosmosClient } from '../config';
-import type { SyncEngine, SyncSummary } from '../sync/engine';
+import type { AttemptCounter } from '../adapters/attemptCounter';
+import { createAttemptCounter, createEngine, readSettings, sharedCosmosClient } from '../config';
+import { LAST_RESORT_PREFIX, SUMMARY_PREFIX, TRACE_MESSAGE_LIMIT, type SummaryLineFields } from '../logContract';
+import type { BatchResult, SyncEngine, SyncSummary } from '../sync/engine';
+import type { DeadLetter } from '../sync/ports';
 import type { RawEvent } from '../sync/types';
 
 /**
@@ -15,30 +18,95 @@ export const SYNC_RETRY = {
   maximumInterval: { minutes: 5 },
 };
 
-// One engine (one CosmosClient) per process, created on first use from the app settings.
+// One engine (one CosmosClient) and one attempt counter per process, created on first use from the app settings.
 let engine: SyncEngine | undefined;
+let attempts: AttemptCounter | undefined;
 
-/** Lets local tools run the real handler on an engine of their own (in-memory store, fault injection). */
-export function useEngine(custom: SyncEngine | undefined): void {
+/**
+ * Lets local tools run the real handler on an engine of their own (in-memory store, fault injection) and,
+ * optionally, an attempt counter that outlives their simulated host processes. Without one the handler
+ * counts nothing durably and relies on the retry context alone.
+ */
+export function useEngine(custom: SyncEngine | undefined, options: { attempts?: AttemptCounter } = {}): void {
   engine = custom;
+  attempts = options.attempts;
 }
 
 function asRecord(value: unknown): Record<string, unknown> | undefined {
   return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
 }
 
-/** Pairs each message with its application and system properties from the trigger metadata. */
-export function toRawEvents(messages: unknown, triggerMetadata: Record<string, unknown> | undefined): RawEvent[] {
-  const list = Array.isArray(messages) ? messages : [messages];
-  const props = Array.isArray(triggerMetadata?.propertiesArray) ? triggerMetadata.propertiesArray : [];
-  const sys = Array.isArray(triggerMetadata?.systemPropertiesArray) ? triggerMetadata.systemPropertiesArray : [];
-  return list.map((body, i) => ({ body, properties: asRecord(props[i]), systemProperties: asRecord(sys[i]) }));
+export interface PairedBatch {
+  events: RawEvent[];
+  /** Set when the bodies cannot be paired with the metadata: then no event carries a body. */
+  misaligned?: string;
 }
 
-function partitionIdOf(triggerMetadata: Record<string, unknown> | undefined): string | undefined {
+/**
+ * Pairs each message with its application and system properties from the trigger metadata, by position,
+ * and only when the counts agree. The Functions host leaves empty and null bodies out of the message
+ * array unless the worker asks for them (azure-functions-host GrpcMessageConversionExtensions.ToRpcStringArray,
+ * capability IncludeEmptyEntriesInMessagePayload, asked for in ../index.ts), while the metadata arrays keep
+ * every entry: a shorter message array would shift every later body onto another device's metadata. Such a
+ * batch yields the metadata alone, so the caller can record every event, and no document is written from
+ * a guessed pairing.
+ */
+export function pairTriggerBatch(messages: unknown, triggerMetadata: Record<string, unknown> | undefined): PairedBatch {
+  const list = Array.isArray(messages) ? messages : [messages];
+  const props = Array.isArray(triggerMetadata?.propertiesArray) ? triggerMetadata.propertiesArray : undefined;
+  const sys = Array.isArray(triggerMetadata?.systemPropertiesArray) ? triggerMetadata.systemPropertiesArray : undefined;
+  const counts = [props?.length, sys?.length].filter((n): n is number => n !== undefined);
+  if (counts.every((n) => n === list.length)) {
+    return { events: list.map((body, i) => ({ body, properties: asRecord(props?.[i]), systemProperties: asRecord(sys?.[i]) })) };
+  }
+  const n = Math.max(...counts);
+  return {
+    events: Array.from({ length: n }, (_, i) => ({ body: undefined, properties: asRecord(props?.[i]), systemProperties: asRecord(sys?.[i]) })),
+    misaligned: `the host sent ${list.length} bodies for ${n} events (propertiesArray ${props?.length ?? 'absent'}, systemPropertiesArray ${sys?.length ?? 'absent'}): bodies cannot be paired with their events, so none was applied; the twins of these devices are repaired from the hub (verify --repair)`,
+  };
+}
+
+/** The events of one trigger batch (see pairTriggerBatch: without bodies when they cannot be paired). */
+export function toRawEvents(messages: unknown, triggerMetadata: Record<string, unknown> | undefined): RawEvent[] {
+  return pairTriggerBatch(messages, triggerMetadata).events;
+}
+
+function partitionContextOf(triggerMetadata: Record<string, unknown> | undefined) {
   const pc = asRecord(triggerMetadata?.partitionContext);
-  const id = pc?.partitionId ?? pc?.PartitionId;
-  return id === undefined || id === null ? undefined : String(id);
+  const text = (v: unknown) => (v === undefined || v === null ? undefined : String(v));
+  return {
+    partitionId: text(pc?.partitionId ?? pc?.PartitionId),
+    eventHubName: text(pc?.eventHubName ?? pc?.EventHubName),
+    consumerGroup: text(pc?.consumerGroup ?? pc?.ConsumerGroup),
+  };
+}
+
+function firstSequenceOf(events: readonly RawEvent[], triggerMetadata: Record<string, unknown> | undefined): string | undefined {
+  const sys = events[0]?.systemProperties;
+  const seq = sys?.sequenceNumber ?? sys?.['x-opt-sequence-number'] ?? (Array.isArray(triggerMetadata?.sequenceNumberArray) ? triggerMetadata.sequenceNumberArray[0] : undefined);
+  return seq === undefined || seq === null ? undefined : String(seq);
+}
+
+const LAST_RESORT_FIELD_CHARS = 1024;
+
+/**
+ * The last resort, one line per event: identifiers and where the event still is (Event Hubs partition,
+ * sequence number, offset, enqueued time), never the body or the property bags. Every string is cut to
+ * 1,024 characters, so a line stays far below Application Insights' 32,768-character limit whatever the
+ * event held; the twin itself is recovered from the hub (verify --repair) or the event from Event Hubs
+ * within its retention.
+ */
+export function lastResortLines(records: readonly DeadLetter[]): string[] {
+  const cut = (v: unknown) => (typeof v === 'string' && v.length > LAST_RESORT_FIELD_CHARS ? `${v.slice(0, LAST_RESORT_FIELD_CHARS)}…` : v);
+  return records.map((r) => {
+    const line = LAST_RESORT_PREFIX + JSON.stringify({
+      reason: r.reason, detail: cut(r.detail), deviceId: cut(r.deviceId), moduleId: cut(r.moduleId), opType: cut(r.opType), source: cut(r.source),
+      partitionId: cut(r.partitionId), sequenceNumber: cut(r.sequenceNumber), offset: cut(r.offset), enqueuedTimeUtc: cut(r.enqueuedTimeUtc),
+      invocationId: cut(r.invocationId), attempt: r.attempt,
+    });
+    if (line.length >= TRACE_MESSAGE_LIMIT) throw new Error('a last-resort line would exceed the trace message limit'); // unreachable: every field is cut
+    return line;
+  });
 }
 
 /** Event Hubs-triggered (cardinality many): applies IoT Hub twin, lifecycle and connection-state events to the replica. */
@@ -46,25 +114,56 @@ export async function syncTwins(messages: unknown[], context: InvocationContext)
   if (!engine) {
     const settings = readSettings();
     engine = createEngine(settings, sharedCosmosClient(settings));
+    attempts = createAttemptCounter(settings);
   }
   const retry = context.retryContext;
-  // Without a retry context nobody will run this batch again: treat it as the last try.
-  const isLastAttempt = !retry || (retry.maxRetryCount >= 0 && retry.retryCount >= retry.maxRetryCount);
   const meta = context.triggerMetadata as Record<string, unknown> | undefined;
-  const result = await engine.processBatch(toRawEvents(messages, meta), {
-    partitionId: partitionIdOf(meta),
-    invocationId: context.invocationId,
-    attempt: retry?.retryCount ?? 0,
-    isLastAttempt,
-  });
-  context.info(`syncTwins summary ${JSON.stringify(result.summary)}`);
-  if (result.failure) {
-    if (isLastAttempt && result.deadLetters.length > 0) {
-      // Last resort when even the dead-letter store fails on the last try: the raw events go to the log.
-      context.error(`syncTwins dead letters not stored ${JSON.stringify(result.deadLetters)}`);
+  const batch = pairTriggerBatch(messages, meta);
+  const where = partitionContextOf(meta);
+
+  // Tries the retry policy allows; the durable count of starts bounds a batch across instances too.
+  const tries = (retry && retry.maxRetryCount >= 0 ? retry.maxRetryCount : SYNC_RETRY.maxRetryCount) + 1;
+  const firstSequence = firstSequenceOf(batch.events, meta);
+  let starts: number | undefined;
+  if (attempts && where.partitionId !== undefined && firstSequence !== undefined) {
+    try {
+      starts = await attempts.start({ ...where, partitionId: where.partitionId, firstSequence });
+    } catch (err) {
+      // The counter bounds crash loops; it never gates the batch: without it the retry context decides alone.
+      context.warn(`syncTwins attempt counter unavailable: ${(err as Error)?.message ?? String(err)}`);
     }
-    throw result.failure;
   }
+  // Without a retry context nobody will run this batch again: treat it as the last try.
+  const finalTry = !retry || (retry.maxRetryCount >= 0 && retry.retryCount >= retry.maxRetryCount);
+  const ctx = {
+    partitionId: where.partitionId,
+    invocationId: context.invocationId,
+    attempt: starts !== undefined ? starts - 1 : retry?.retryCount ?? 0,
+    isLastAttempt: finalTry || (starts !== undefined && starts >= tries),
+  };
+
+  let result: BatchResult;
+  if (batch.misaligned) {
+    result = await engine.deadLetterBatch(batch.events, 'misaligned-batch', batch.misaligned, ctx);
+  } else if (starts !== undefined && starts > tries) {
+    // Started more often than the policy allows: earlier starts ended without a checkpoint, i.e. the worker died.
+    result = await engine.deadLetterBatch(
+      batch.events,
+      'attempts-exhausted',
+      `started ${starts} times from sequence number ${firstSequence} of partition ${where.partitionId} without finishing (the retry policy allows ${tries}): its worker died each time (out of memory, a crash or the function timeout), so it is recorded unprocessed`,
+      ctx,
+    );
+  } else {
+    result = await engine.processBatch(batch.events, ctx);
+  }
+
+  // The trigger moves on after this invocation when it succeeds or when the retry policy has no try left.
+  const final = !result.failure || finalTry;
+  const lastResort = final && result.failure ? result.deadLetters : [];
+  for (const line of lastResortLines(lastResort)) context.error(line);
+  const fields: SummaryLineFields = { final, received: result.summary.received, deadLettered: result.summary.deadLettered, lastResort: lastResort.length };
+  context.info(`${SUMMARY_PREFIX}${JSON.stringify({ ...result.summary, ...fields, starts })}`);
+  if (result.failure) throw result.failure;
   return result.summary;
 }
 
@@ -73,7 +172,8 @@ app.eventHub('syncTwins', {
   eventHubName: '%EVENTHUB_NAME%',
   consumerGroup: '%EVENTHUB_CONSUMER_GROUP%',
   cardinality: 'many',
-  // Bodies as strings: the handler parses them, so one non-JSON event is dead-lettered instead of failing the batch.
+  // Bodies as strings: the library JSON-parses each one it can (tryJsonParse) and hands over the rest as
+  // strings, so one non-JSON event is dead-lettered instead of failing the batch.
   ...({ dataType: 'string' } as object),
   retry: SYNC_RETRY,
   handler: syncTwins,

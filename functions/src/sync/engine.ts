@@ -111,6 +111,18 @@ export class SyncEngine {
   }
 
   /**
+   * Dead-letters every event of a batch that must not be applied, without parsing a body: a batch whose
+   * bodies cannot be paired with their metadata, or one that has killed its worker too often. Events
+   * that are not ours by their properties alone (telemetry) are skipped as usual.
+   */
+  deadLetterBatch(batch: readonly RawEvent[], reason: DeadLetterReason, detail: string, ctx: BatchContext): Promise<BatchResult> {
+    return this.run(batch, batch.map((raw): Classified => {
+      const c = classify({ properties: raw.properties, systemProperties: raw.systemProperties, body: undefined });
+      return c.type === 'skip' ? c : { type: 'poison', reason, detail, source: c.source, opType: c.opType, key: c.type === 'poison' ? c.key : c.event.key };
+    }), ctx);
+  }
+
+  /**
    * Applies changes that are already parsed, through the same rules, guards and accounting: the backfill's
    * and verify's `snapshot` events, or a repair's deletions. Dead letters carry the event itself as body.
    */

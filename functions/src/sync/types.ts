@@ -75,7 +75,11 @@ export type DeadLetterReason =
   | 'missing-timestamp'
   | 'twin-too-large'
   | 'rejected-by-store'
-  | 'transient-exhausted';
+  | 'transient-exhausted'
+  /** The host sent fewer (or more) bodies than metadata entries: no body can be paired with its event. */
+  | 'misaligned-batch'
+  /** The batch was started more times than the retry policy allows (its worker died each time): not run again. */
+  | 'attempts-exhausted';
 
 export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
   'malformed-body',
@@ -88,6 +92,8 @@ export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
   'twin-too-large',
   'rejected-by-store',
   'transient-exhausted',
+  'misaligned-batch',
+  'attempts-exhausted',
 ];
 
 /** An event as the Event Hubs trigger hands it over: body plus the two property bags. */
