@@ -109,10 +109,45 @@ export function telemetry(deviceId: string, body: unknown = { temperature: 21.5 
 }
 
 /**
- * What the trigger passes for one batch from one partition: `messages` (strings, as with dataType
- * 'string') and `triggerMetadata` with the per-event arrays and the partition context.
+ * The library's own conversion of a `dataType: 'string'` body (azure-functions-nodejs-library
+ * src/converters/fromRpcTypedData.ts `tryJsonParse`, not exported): JSON when it parses, else the string.
  */
-export function toTrigger(events: readonly WireEvent[], opts: { partitionId?: string; firstSequence?: number; enqueuedMs?: number; asStrings?: boolean } = {}) {
+export function tryJsonParse(data: string): unknown {
+  try {
+    return JSON.parse(data);
+  } catch {
+    return data;
+  }
+}
+
+/** An event's body as the Event Hub holds it: UTF-8 text (empty for an absent body). */
+export function wireText(body: unknown): string {
+  if (body === undefined || body === null) return '';
+  return typeof body === 'string' ? body : JSON.stringify(body);
+}
+
+export interface TriggerOptions {
+  partitionId?: string;
+  firstSequence?: number;
+  enqueuedMs?: number;
+  /**
+   * Hand over the raw strings instead of what the worker hands a `dataType: 'string'` function (the
+   * library JSON-parses every body it can). @default false
+   */
+  asStrings?: boolean;
+  /**
+   * Model a worker that does not ask for IncludeEmptyEntriesInMessagePayload: the host leaves empty bodies
+   * out of the message array while the metadata arrays keep every entry. @default false (syncTwins asks for it)
+   */
+  dropEmptyBodies?: boolean;
+}
+
+/**
+ * What the trigger passes for one batch from one partition: `messages` (by default as the worker hands
+ * them to a `dataType: 'string'` function: a body that parses as JSON arrives parsed, any other as its
+ * string, an empty one as '') and `triggerMetadata` with the per-event arrays and the partition context.
+ */
+export function toTrigger(events: readonly WireEvent[], opts: TriggerOptions = {}) {
   const first = opts.firstSequence ?? 1;
   const base = opts.enqueuedMs ?? Date.parse('2026-01-01T00:00:00Z');
   const systemPropertiesArray = events.map((e, i) => {
@@ -130,9 +165,9 @@ export function toTrigger(events: readonly WireEvent[], opts: { partitionId?: st
       enqueuedTimeUtc: enq.slice(0, 23),
     };
   });
-  const asStrings = opts.asStrings ?? true;
+  const texts = events.map((e) => wireText(e.body)).filter((t) => !(opts.dropEmptyBodies && t === ''));
   return {
-    messages: events.map((e) => (asStrings && typeof e.body !== 'string' ? JSON.stringify(e.body) : e.body)),
+    messages: texts.map((t) => (opts.asStrings ? t : tryJsonParse(t))),
     triggerMetadata: {
       propertiesArray: events.map((e) => e.properties),
       systemPropertiesArray,
