@@ -138,7 +138,8 @@ export async function syncTwins(messages: unknown[], context: InvocationContext)
   const ctx = {
     partitionId: where.partitionId,
     invocationId: context.invocationId,
-    attempt: starts !== undefined ? starts - 1 : retry?.retryCount ?? 0,
+    // Earlier tries known: the durable count sees those of crashed instances, the retry context only its own.
+    attempt: Math.max(retry?.retryCount ?? 0, starts !== undefined ? starts - 1 : 0),
     isLastAttempt: finalTry || (starts !== undefined && starts >= tries),
   };
 
