@@ -15,7 +15,11 @@ const { InvocationContext } = ((functionsLib as { InvocationContext?: unknown })
  *   the policy runs the same batch again (exponential backoff, `retryContext` {retryCount, maxRetryCount}), and
  *   after the last try the trigger moves on anyway;
  * - when the host dies mid-invocation nothing is checkpointed: a new host reads again from the last checkpoint
- *   (at least once), with a fresh retry count.
+ *   (at least once), with a fresh retry count: the retry count lives in the instance's memory (Microsoft
+ *   Learn, Azure Functions error handling and retries, "Max retry counts"), so a batch that kills its host
+ *   every time would be read forever unless the function counts its starts durably (syncTwins does);
+ * - messages are what the Node worker hands a `dataType: 'string'` function (testkit toTrigger: bodies
+ *   JSON-parsed by the library where they parse, empty entries kept as the function asks the host to).
  */
 export interface Enqueued {
   event: WireEvent;
@@ -94,8 +98,11 @@ export interface TriggerOptions {
   retry: RetryPolicy;
   /** Multiplies the retry intervals (local runs shrink minutes to milliseconds). @default 1 */
   timeScale?: number;
-  /** Called before every try; a fault plan uses it to end an outage after some tries. */
-  beforeAttempt?: (info: { partition: number; attempt: number }) => void | Promise<void>;
+  /**
+   * Called before every try with the batch it will hand over; a fault plan uses it to end an outage after
+   * some tries, or to make a batch that holds a worker-killing event kill its host (`HostFaults.poisoned`).
+   */
+  beforeAttempt?: (info: { partition: number; attempt: number; events: readonly Enqueued[] }) => void | Promise<void>;
   /**
    * The host process running the function: `current()` is read before each invocation; when that host's
    * `crashed` flag is set afterwards the invocation's result is ignored and `restart(host)` starts a new
@@ -133,7 +140,7 @@ export class EventHubTrigger {
     const { messages, triggerMetadata } = toTrigger(batch.map((e) => e.event), { partitionId: String(partition), firstSequence: batch[0].sequenceNumber, enqueuedMs: batch[0].enqueuedMs });
     const { maxRetryCount } = this.o.retry;
     for (let attempt = 0; ; attempt++) {
-      await this.o.beforeAttempt?.({ partition, attempt });
+      await this.o.beforeAttempt?.({ partition, attempt, events: batch });
       const record: InvocationRecord = { partition, firstSequence: from, count: batch.length, attempt, ok: false, crashed: false };
       const context = new InvocationContext({
         functionName: this.o.functionName ?? 'syncTwins',

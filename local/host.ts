@@ -1,3 +1,4 @@
+import type { AttemptCounter } from '../functions/src/adapters/attemptCounter';
 import { useEngine } from '../functions/src/functions/syncTwins';
 import type { SyncEngine } from '../functions/src/sync/engine';
 import type { DeadLetter, DeadLetterSink, StoredDoc, TwinStore, WriteOp, WriteResult } from '../functions/src/sync/ports';
@@ -11,6 +12,11 @@ import { HostCrashed } from './eventHub';
  */
 export class HostFaults {
   crashed = false;
+  /**
+   * Set while the host runs a batch holding an event whose processing kills the process (out of memory,
+   * a hang past the function timeout): its first store operation never leaves, and the host is gone.
+   */
+  poisoned = false;
   private opsUntilCrash: number | undefined;
   /** Runs once, before the next create/replace reaches the store (an ETag race from another writer). */
   beforeNextWrite: ((doc: TwinDoc) => Promise<void>) | undefined;
@@ -49,6 +55,10 @@ export class FaultyStore implements TwinStore {
 
   private async op<T>(name: string, run: () => Promise<T>): Promise<T> {
     if (this.faults.crashed) throw new HostCrashed(`host is gone (${name} not sent)`);
+    if (this.faults.poisoned) {
+      this.faults.crashed = true;
+      throw new HostCrashed(`host died processing a worker-killing event (${name} not sent)`);
+    }
     const trips = this.faults.tripsCrash();
     const result = await run();
     if (trips) this.faults.crashed = true;
@@ -101,7 +111,15 @@ export class LocalHost {
   faults = new HostFaults();
   engine!: SyncEngine;
 
-  constructor(private readonly makeEngine: (faults: HostFaults) => SyncEngine, private readonly disposeEngine?: (engine: SyncEngine) => void) {
+  /**
+   * `attempts`, when given, is the function's durable count of batch starts: one object for every host
+   * generation, as a blob outlives the processes that write it.
+   */
+  constructor(
+    private readonly makeEngine: (faults: HostFaults) => SyncEngine,
+    private readonly disposeEngine?: (engine: SyncEngine) => void,
+    private readonly attempts?: AttemptCounter,
+  ) {
     this.start();
   }
 
@@ -109,7 +127,7 @@ export class LocalHost {
     this.faults = new HostFaults();
     this.engine = this.makeEngine(this.faults);
     this.generation++;
-    useEngine(this.engine);
+    useEngine(this.engine, { attempts: this.attempts });
   }
 
   /** The running process, for the trigger to tell whether it died during an invocation. */
