@@ -7,10 +7,11 @@
 import { BlobServiceClient } from '@azure/storage-blob';
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError } from 'commander';
-import { createEngine, readSettings } from '../functions/src/config';
+import { createAttemptCounter, createEngine, readSettings } from '../functions/src/config';
 import { CosmosTwinStore, stripSystemFields } from '../functions/src/adapters/cosmosStore';
 import { SYNC_RETRY, syncTwins } from '../functions/src/functions/syncTwins';
 import { SyncEngine } from '../functions/src/sync/engine';
+import type { DeadLetter } from '../functions/src/sync/ports';
 import type { TwinDoc } from '../functions/src/sync/types';
 import { telemetry } from '../testkit/events';
 import { CONTAINER, DATABASE, LOCAL_COSMOS_KEY, startAzurite, startLocalCosmos } from '../testkit/servers';
@@ -54,6 +55,7 @@ const program = new Command()
   .option('--duplicate-rate <p>', 'probability, per event, that IoT Hub replays the last few events of its partition', rate, 0.01)
   .option('--reorder-window <n>', 'reorder one device\'s events across routes within this many events (0: in order)', int(0), 0)
   .option('--crash-rate <p>', 'probability, per invocation, that the host dies during it', rate, 0.02)
+  .option('--worker-killers <n>', 'events whose processing kills the host every time (out of memory, say): their batches must be dead-lettered unprocessed after the policy\'s tries, and the run must still end', int(0), 0)
   .option('--throttle-rate <p>', 'probability, per Cosmos request, of a 429 with x-ms-retry-after-ms', rate, 0.02)
   .option('--bulk-throttle-rate <p>', 'probability, per operation inside a bulk call, of a 429 for that operation alone', rate, 0.02)
   .option('--retry-after-ms <ms>', 'x-ms-retry-after-ms on injected 429s', int(0), 5)
@@ -75,7 +77,7 @@ async function main(): Promise<number> {
   program.parse();
   const o = program.opts<{
     devices: number; moduleShare: number; events: number; partitions: number; batchSize: number; seed: number;
-    coalesceRate: number; telemetryRate: number; duplicateRate: number; reorderWindow: number; crashRate: number; throttleRate: number; bulkThrottleRate: number;
+    coalesceRate: number; telemetryRate: number; duplicateRate: number; reorderWindow: number; crashRate: number; workerKillers: number; throttleRate: number; bulkThrottleRate: number;
     retryAfterMs: number; outageRate: number; outageMs: number; slowMs: number; timeScale: number; concurrency: number;
     keep: boolean; progress: boolean; tamper: number;
   }>();
@@ -102,20 +104,27 @@ async function main(): Promise<number> {
     SYNC_CONCURRENCY: String(o.concurrency),
   };
   const settings = readSettings(appSettings);
+  // The durable count of batch starts, in Azurite as in the host's storage account in Azure: it outlives the hosts.
+  const attempts = createAttemptCounter(settings);
   const host = new LocalHost(
     (faults) => {
       const base = createEngine(settings);
       return new SyncEngine({ store: new FaultyStore(base.store, faults), deadLetters: new FaultyDeadLetters(base.deadLetterSink, faults), tombstoneTtlSeconds: settings.tombstoneTtlSeconds, concurrency: settings.concurrency });
     },
     (engine) => ((engine.store as FaultyStore as unknown as { inner: CosmosTwinStore }).inner.container.database.client.dispose()),
+    attempts,
   );
 
   // 3. Hub → Event Hub, with replays.
   const eventHub = new LocalEventHub(o.partitions);
   let replays = 0;
   let telemetryCount = 0;
+  // Worker killers: twin events picked at random positions of the stream (replays of them kill too).
+  const killerAt = new Set(Array.from({ length: o.workerKillers }, () => rng.int(0, Math.max(0, o.events - 1))));
+  const KILLER = ' [worker-killer]';
+  let published = 0;
   const hub = new SimulatedHub((e) => {
-    const p = eventHub.publish(e.event, e.ms, e.label);
+    const p = eventHub.publish(e.event, e.ms, killerAt.has(published++) ? e.label + KILLER : e.label);
     if (o.duplicateRate > 0 && rng.chance(o.duplicateRate)) replays += eventHub.replay(p, rng.int(1, 5));
   }, { seed: o.seed, reorderWindow: o.reorderWindow });
   const workload = new Workload(hub, { devices: o.devices, moduleShare: o.moduleShare, coalesceRate: o.coalesceRate, seed: o.seed + 1 });
@@ -132,7 +141,8 @@ async function main(): Promise<number> {
     retry: { maxRetryCount: SYNC_RETRY.maxRetryCount, minimumIntervalMs: SYNC_RETRY.minimumInterval.seconds * 1000, maximumIntervalMs: SYNC_RETRY.maximumInterval.minutes * 60_000 },
     timeScale: o.timeScale,
     host,
-    beforeAttempt: async () => {
+    beforeAttempt: async ({ events }) => {
+      host.faults.poisoned = o.workerKillers > 0 && events.some((e) => e.label.endsWith(KILLER));
       if (o.crashRate > 0 && !host.faults.armed && faultRng.chance(o.crashRate)) host.faults.armCrash(faultRng.int(1, 40));
       if (o.outageRate > 0 && proxy.isUp && faultRng.chance(o.outageRate)) {
         await proxy.goDown();
@@ -203,6 +213,20 @@ async function main(): Promise<number> {
   for (const doc of docs.filter((d) => !d.deleted && d.tags).slice(0, o.tamper)) doc.tags = { ...doc.tags, tampered: true };
   const cmp = compareReplica(hub, docs);
 
+  // Batches recorded unprocessed (attempts-exhausted) leave their devices behind until a repair from the hub
+  // (verify --repair): their mismatches are expected, listed apart, and every other device must match.
+  const unprocessed: DeadLetter[] = [];
+  const letters = BlobServiceClient.fromConnectionString(blob.connectionString).getContainerClient('deadletters');
+  for await (const b of letters.listBlobsFlat()) {
+    if (b.name.endsWith('-attempts-exhausted.json')) unprocessed.push(JSON.parse((await letters.getBlobClient(b.name).downloadToBuffer()).toString('utf8')) as DeadLetter);
+  }
+  const awaitingRepair = new Set(unprocessed.map((d) => d.deviceId).filter((d): d is string => d !== undefined));
+  // A mismatch starts with its twin's label: "<deviceId>: …" or "<deviceId>/<moduleId>: …".
+  const ofRepaired = (m: string) => [...awaitingRepair].some((d) => m.startsWith(`${d}: `) || m.startsWith(`${d}/`));
+  const expected = cmp.mismatches.filter(ofRepaired);
+  const unexpected = cmp.mismatches.filter((m) => !ofRepaired(m));
+  const killersPublished = eventHub.partitions.flat().filter((e) => e.label.endsWith(KILLER)).length;
+
   const line = (k: string, v: unknown) => console.log(`  ${k.padEnd(26)} ${v}`);
   console.log('\nevents');
   line('published', `${eventHub.total} in ${o.partitions} partitions (${replays} replays by the hub)`);
@@ -213,6 +237,7 @@ async function main(): Promise<number> {
   line('dead-lettered', `${totals.deadLettered}${totals.deadLettered ? ' ' + JSON.stringify(totals.deadLetterReasons) : ''}`);
   line('retried batches', `${trigger.stats.retries} (${trigger.stats.exhausted} gave up after ${SYNC_RETRY.maxRetryCount} retries)`);
   line('host crashes', `${trigger.stats.crashes} (batches redelivered from the checkpoint)`);
+  if (o.workerKillers > 0) line('worker killers', `${killersPublished} event(s) published; ${unprocessed.length} event(s) dead-lettered unprocessed (attempts-exhausted), ${awaitingRepair.size} device(s) await a repair from the hub`);
   line('accounting', accountingErrors.length ? `BROKEN: ${accountingErrors.slice(0, 3).join('; ')}` : 'received = applied + stale + skipped + dead-lettered + retrying in every invocation');
   console.log('cosmos');
   line('requests (at the server)', `${cosmos.requests.total}: ${Object.entries(cosmos.requests.byKind).sort().map(([k, n]) => `${k} ${n}`).join(', ')}`);
@@ -220,10 +245,13 @@ async function main(): Promise<number> {
   line('injected faults', `${proxy.stats.throttled} × 429 (retry-after ${o.retryAfterMs} ms), ${proxy.stats.throttledOps} bulk operations 429, ${outages} outage(s) of ${o.outageMs} ms, ${trigger.stats.crashes} host crash(es)`);
   line('documents', `${cmp.documents} (${cmp.liveTwins} live twins in the hub)`);
   line('time', `${syncSeconds.toFixed(1)} s, ${Math.round(eventHub.total / syncSeconds)} events/s`);
-  for (const m of cmp.mismatches.slice(0, 10)) console.log(`  MISMATCH ${m}`);
-  if (cmp.mismatches.length > 10) console.log(`  … and ${cmp.mismatches.length - 10} more`);
-  console.log(`replica matches hub: ${cmp.matchedDevices}/${cmp.devices} devices`);
-  const ok = cmp.mismatches.length === 0 && accountingErrors.length === 0;
+  for (const m of unexpected.slice(0, 10)) console.log(`  MISMATCH ${m}`);
+  if (unexpected.length > 10) console.log(`  … and ${unexpected.length - 10} more`);
+  if (expected.length) console.log(`  ${expected.length} difference(s) on ${awaitingRepair.size} device(s) whose events were dead-lettered unprocessed: repaired from the hub by verify --repair`);
+  console.log(`replica matches hub: ${cmp.matchedDevices}/${cmp.devices} devices${awaitingRepair.size ? ` (others await repair: dead-lettered unprocessed)` : ''}`);
+  // A worker killer that was published must have ended in an attempts-exhausted dead letter, not a stuck partition.
+  const killersRecorded = killersPublished === 0 || unprocessed.length > 0;
+  const ok = unexpected.length === 0 && accountingErrors.length === 0 && killersRecorded;
 
   host.stop();
   await proxy.close();

@@ -19,6 +19,15 @@ describe('npm run local', () => {
     expect(stdout).toMatch(/requests \(at the server\)\s+\d+: .*(bulk|write) \d+/);
   }, 90_000);
 
+  it('a worker-killing event: its batch is dead-lettered unprocessed after the policy\'s tries and the run ends', async () => {
+    const { stdout } = await run(tsx[0], [tsx[1], '--devices', '25', '--events', '1500', '--partitions', '1', '--worker-killers', '1', '--crash-rate', '0', '--duplicate-rate', '0', '--no-progress'], { timeout: 90_000 });
+    expect(stdout).toMatch(/worker killers\s+1 event\(s\) published; [1-9]\d* event\(s\) dead-lettered unprocessed \(attempts-exhausted\)/);
+    // One partition, so no other batch shares the dying host: six starts of the killer's batch die (the policy
+    // allows six tries); the seventh records it.
+    expect(stdout).toMatch(/host crashes\s+6 /);
+    expect(stdout).not.toMatch(/MISMATCH/);
+  }, 90_000);
+
   it('exits non-zero when the replica does not match (negative control: documents changed behind its back)', async () => {
     const err = await run(tsx[0], [tsx[1], '--devices', '20', '--events', '4000', '--tamper', '2', '--no-progress', '--seed', '3'], { timeout: 90_000 }).then(() => undefined, (e) => e);
     expect(err?.code).toBe(1);
