@@ -16,8 +16,30 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 /** The entry that imports every function module (owned by the function code). */
 export const DEFAULT_FUNCTIONS_ENTRY = path.join(here, 'src', 'index.ts');
 
-/** Path of the bundle inside the package; package.json `main` points here. */
+/** Path of the bundle inside the package, with its linked source map beside it (`dist/index.cjs.map`). */
 export const BUNDLE_PATH = 'dist/index.cjs';
+
+/** The package's `main`: turns on source-mapped stack traces, then loads the bundle. */
+export const MAIN_PATH = 'dist/main.cjs';
+
+/**
+ * Stack traces in the original sources without a Node flag. The worker loads `main` with require
+ * (azure-functions-nodejs-worker loadScriptFile), so the map applies to the bundle loaded after this
+ * call. The alternative, `--enable-source-maps` through the app setting languageWorkers__node__arguments,
+ * is honoured by the host (azure-functions-host RpcWorkerConfigFactory.AddArgumentsFromAppSettings) but
+ * makes it discard its pre-started placeholder worker on every cold start
+ * (WebHostRpcWorkerChannelManager.UsePlaceholderChannel: "Restart worker process if custom
+ * languageWorkers:[runtime]:arguments are passed in"), and whether Flex Consumption keeps that setting is
+ * not documented. module.setSourceMapsSupport is Node 22.14+; process.setSourceMapsEnabled is the older name.
+ */
+export const MAIN_SOURCE = [
+  "'use strict';",
+  '// Written by functions/build.ts: source-mapped stack traces, then the bundle.',
+  "const m = require('node:module');",
+  'if (typeof m.setSourceMapsSupport === "function") m.setSourceMapsSupport(true); else process.setSourceMapsEnabled(true);',
+  "module.exports = require('./index.cjs');",
+  '',
+].join('\n');
 
 /** Kept at the Functions defaults on purpose (Functions Event Hubs trigger docs: host.json settings): raising the checkpoint frequency breaks target-based scaling. */
 export const EVENT_HUBS_HOST_SETTINGS = {
@@ -53,7 +75,8 @@ export interface BuildFunctionsPackageOptions {
   outDir: string;
   /**
    * Minified, the bundle stays under the 1 MB target (about 0.85 MB against 1.9 MB unminified); the
-   * external source map (dist/index.cjs.map) keeps stack traces decodable.
+   * linked source map (dist/index.cjs.map, names and mappings only, no sources) maps its stack traces
+   * back to the TypeScript at run time (see MAIN_SOURCE).
    * @default true
    */
   minify?: boolean;
@@ -83,7 +106,8 @@ export async function buildFunctionsPackage(
     format: 'cjs',
     external: ['@azure/functions-core'],
     minify: opts.minify ?? true,
-    sourcemap: (opts.minify ?? true) ? 'external' : false,
+    sourcemap: (opts.minify ?? true) ? 'linked' : false,
+    sourcesContent: false,
     legalComments: 'none',
     logLevel: 'warning',
     // Deterministic output: no absolute paths of the build machine in the bundle.
@@ -91,13 +115,14 @@ export async function buildFunctionsPackage(
     // An entry outside the project (a test fixture) still resolves the project's packages.
     nodePaths: [path.resolve(here, '..', 'node_modules')],
   });
+  await writeFile(path.join(dir, MAIN_PATH), MAIN_SOURCE);
   await writeFile(path.join(dir, 'host.json'), `${JSON.stringify(HOST_JSON, null, 2)}\n`);
   const pkg = {
     name: 'twin-replica-functions',
     version: '0.1.0',
     private: true,
     description: 'Bundled by functions/build.ts; deployed by infra (cdktf deploy).',
-    main: BUNDLE_PATH,
+    main: MAIN_PATH,
     engines: { node: '>=22' },
   };
   await writeFile(path.join(dir, 'package.json'), `${JSON.stringify(pkg, null, 2)}\n`);

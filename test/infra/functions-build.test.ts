@@ -3,7 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildFunctionsPackage, BUNDLE_PATH, DEFAULT_FUNCTIONS_ENTRY } from '../../functions/build';
+import { buildFunctionsPackage, BUNDLE_PATH, DEFAULT_FUNCTIONS_ENTRY, MAIN_PATH } from '../../functions/build';
+import { writeFile } from 'node:fs/promises';
 import { cleanup, FIXTURE_ENTRY, single, synthFixture, tempDir } from './helpers';
 
 const LOADER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'load-package.cjs');
@@ -33,7 +34,7 @@ export function loadPackage(dir: string, withoutCore = false) {
     encoding: 'utf8',
     timeout: 30_000,
   });
-  return JSON.parse(out) as { registered: { name: string; bindings: Record<string, any> }[]; warnings: string[] };
+  return JSON.parse(out) as { registered: { name: string; bindings: Record<string, any> }[]; warnings: string[]; capabilities?: Record<string, string> };
 }
 
 afterAll(cleanup);
@@ -59,11 +60,12 @@ describe('buildFunctionsPackage', () => {
     );
   });
 
-  it('writes a package.json whose main is the bundle, and reports its size', async () => {
+  it('writes a package.json whose main loads the bundle, and reports the bundle\'s size', async () => {
     const pkg = JSON.parse(await readFile(path.join(dir, 'package.json'), 'utf8'));
-    expect(pkg.main).toBe(BUNDLE_PATH);
+    expect(pkg.main).toBe(MAIN_PATH);
+    expect(await readFile(path.join(dir, MAIN_PATH), 'utf8')).toContain("require('./index.cjs')");
     expect(pkg.dependencies).toBeUndefined();
-    expect((await stat(path.join(dir, pkg.main))).size).toBe(bundleBytes);
+    expect((await stat(path.join(dir, BUNDLE_PATH))).size).toBe(bundleBytes);
     expect(bundleBytes).toBeGreaterThan(10_000);
   });
 
@@ -88,6 +90,26 @@ describe('buildFunctionsPackage', () => {
     expect(warnings.join('\n')).toContain('Skipping call to register function "syncTwins"');
   });
 
+  it('ships a linked source map that the runtime applies: a stack trace names the TypeScript line, with no Node flag', async () => {
+    const src = path.join(await tempDir(), 'explode.ts');
+    await writeFile(src, ['export function explode(): never {', "  throw new Error('boom from the bundle');", '}', 'if (process.env.EXPLODE) explode();', ''].join('\n'));
+    const built = await buildFunctionsPackage({ outDir: path.join(await tempDir(), 'pkg'), entry: src });
+    expect(await readFile(path.join(built.dir, BUNDLE_PATH), 'utf8')).toMatch(/\/\/# sourceMappingURL=index\.cjs\.map\s*$/);
+    const map = JSON.parse(await readFile(path.join(built.dir, `${BUNDLE_PATH}.map`), 'utf8'));
+    expect(map.sourcesContent).toBeUndefined();
+    const stderrOf = (file: string) => {
+      try {
+        execFileSync(process.execPath, [path.join(built.dir, file)], { env: { PATH: process.env.PATH, EXPLODE: '1' }, encoding: 'utf8', stdio: 'pipe' });
+        return '';
+      } catch (err) {
+        return String((err as { stderr?: string }).stderr);
+      }
+    };
+    expect(stderrOf(MAIN_PATH)).toMatch(/explode\.ts:2:\d+/);
+    // The bundle loaded directly (no source maps turned on): only minified positions.
+    expect(stderrOf(BUNDLE_PATH)).not.toMatch(/explode\.ts/);
+  });
+
   it('is reproducible: the same sources give the same bytes', async () => {
     const again = await buildFunctionsPackage({ outDir: path.join(await tempDir(), 'pkg'), entry: FIXTURE_ENTRY });
     expect(await readFile(path.join(again.dir, BUNDLE_PATH))).toEqual(await readFile(path.join(dir, BUNDLE_PATH)));
@@ -102,11 +124,18 @@ describe('buildFunctionsPackage', () => {
 
 describe('the real functions entry (functions/src/index.ts)', () => {
   let registered: { name: string; bindings: Record<string, any> }[];
+  let capabilities: Record<string, string> | undefined;
   let appSettings: Record<string, string>;
   beforeAll(async () => {
     const { dir } = await buildFunctionsPackage({ outDir: path.join(await tempDir(), 'pkg') });
-    ({ registered } = loadPackage(dir));
+    ({ registered, capabilities } = loadPackage(dir));
     appSettings = single((await synthFixture()).stacks.dev, 'azurerm_function_app_flex_consumption').app_settings;
+  });
+
+  it('asks the host for empty message entries: the capability reaches the worker through @azure/functions app.setup', () => {
+    // The worker merges this into its init response (getWorkerCapabilities); the host keeps empty bodies in
+    // place when it is set (GrpcMessageConversionExtensions.ToRpcStringArray).
+    expect(capabilities).toMatchObject({ TypedDataCollection: 'true', IncludeEmptyEntriesInMessagePayload: 'true' });
   });
 
   it('registers syncTwins on the IOTHUB_EVENTS connection, the configured hub and consumer group', () => {

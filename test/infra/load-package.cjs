@@ -6,8 +6,11 @@ const Module = require('node:module');
 
 const [packageDir, flag] = process.argv.slice(2);
 const registered = [];
+let programmingModel;
 const core = {
-  setProgrammingModel() {},
+  setProgrammingModel(model) {
+    programmingModel = model;
+  },
   getProgrammingModel() {},
   registerHook() {
     return { dispose() {} };
@@ -33,4 +36,8 @@ console.warn = (...args) => warnings.push(args.join(' '));
 const pkg = require(path.join(packageDir, 'package.json'));
 require(path.join(packageDir, pkg.main));
 // Registration happens synchronously at module load; give promise-based module code a tick anyway.
-setImmediate(() => process.stdout.write(JSON.stringify({ registered, warnings })));
+// Then, as the worker does after loading the app (getWorkerCapabilities), ask the programming model for its capabilities.
+setImmediate(async () => {
+  const capabilities = programmingModel?.getCapabilities ? await programmingModel.getCapabilities({ TypedDataCollection: 'true' }) : undefined;
+  process.stdout.write(JSON.stringify({ registered, warnings, capabilities }));
+});
