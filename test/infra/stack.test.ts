@@ -338,6 +338,8 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
         DEADLETTER_CONTAINER: ref(s, 'azurerm_storage_container', 'storage/deadletters', 'name'),
         REPORTS_CONTAINER: ref(s, 'azurerm_storage_container', 'storage/reports', 'name'),
         TOMBSTONE_TTL_SECONDS: String((cfg.eventHubs.retentionDays + 1) * 86400),
+        SYNC_ATTEMPTS_BLOB_ENDPOINT: `https://${ref(s, 'azurerm_storage_account', 'storage/host', 'name')}.blob.core.windows.net`,
+        SYNC_ATTEMPTS_CONTAINER: 'sync-attempts',
         IOTHUB_HOSTNAME: `${ref(s, 'azurerm_iothub', 'iot-hub/hub', 'name')}.azure-devices.net`,
         VERIFY_SCHEDULE: cfg.functionApp.verifySchedule,
         AzureWebJobsStorage: '',
@@ -460,7 +462,9 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
       const deadLetters = byName['dead-letters'].criteria[0];
       expect(deadLetters.query).toContain('AppTraces');
       expect(deadLetters.query).toContain('| where Message startswith "syncTwins summary "');
-      expect(deadLetters.query).toContain('sum(tolong(summary.deadLettered))');
+      // Only the final try's line counts (the evaluated intent is in alertQueries.test.ts).
+      expect(deadLetters.query).toContain('| where tobool(summary.final)');
+      expect(deadLetters.query).toContain('sum(tolong(summary.deadLettered) + tolong(summary.lastResort))');
       expect(deadLetters).toMatchObject({ metric_measure_column: 'deadLettered', time_aggregation_method: 'Total', threshold: 0 });
 
       const failures = byName['function-failures'].criteria[0];
@@ -471,6 +475,7 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
       const lag = byName['consumer-lag'].criteria[0];
       expect(lag.query).toContain('MetricName == "IncomingMessages"');
       expect(lag.query).toContain('summary.received');
+      expect(lag.query).toContain('| where tobool(summary.final)');
       expect(lag).toMatchObject({ metric_measure_column: 'lag', threshold: cfg.monitoring.thresholds.consumerLagEvents });
       expect(byName['consumer-lag'].depends_on).toEqual([addressOf(s, 'azurerm_monitor_diagnostic_setting', 'event-hubs-metrics')]);
     });
