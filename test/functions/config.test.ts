@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, createCosmosClient, isLoopback, readSettings } from '../../functions/src/config';
+import { BlobAttemptCounter } from '../../functions/src/adapters/attemptCounter';
+import { ConfigError, createAttemptCounter, createCosmosClient, isLoopback, readSettings } from '../../functions/src/config';
 
 const base = {
   COSMOS_ENDPOINT: 'https://acct.documents.azure.com:443/',
@@ -30,6 +31,18 @@ describe('app settings', () => {
     const { DEADLETTER_BLOB_ENDPOINT: _, ...noBlob } = base;
     expect(readSettings({ ...noBlob, DEADLETTER_CONNECTION_STRING: cs('127.0.0.1:10000') }).deadLetterConnectionString).toBeDefined();
     expect(() => readSettings({ ...noBlob, DEADLETTER_CONNECTION_STRING: cs('acct.blob.core.windows.net') })).toThrow(/only for Azurite on loopback/);
+  });
+
+  it('counts batch starts in the configured container (the host account in Azure), Azurite locally, nowhere without either', () => {
+    const azure = readSettings({ ...base, SYNC_ATTEMPTS_BLOB_ENDPOINT: 'https://host.blob.core.windows.net/' });
+    expect(azure).toMatchObject({ attemptsEndpoint: 'https://host.blob.core.windows.net/', attemptsContainer: 'sync-attempts' });
+    const counter = createAttemptCounter(azure);
+    expect(counter).toBeInstanceOf(BlobAttemptCounter);
+    expect((counter as unknown as { blobs: { containerUrl: string } }).blobs.containerUrl).toBe('https://host.blob.core.windows.net/sync-attempts');
+    const { DEADLETTER_BLOB_ENDPOINT: _, ...noBlob } = base;
+    const local = readSettings({ ...noBlob, DEADLETTER_CONNECTION_STRING: 'AccountName=a;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:10000/a;', SYNC_ATTEMPTS_CONTAINER: 'tries' });
+    expect((createAttemptCounter(local) as unknown as { blobs: { containerUrl: string } }).blobs.containerUrl).toBe('http://127.0.0.1:10000/a/tries');
+    expect(createAttemptCounter(readSettings(base))).toBeUndefined();
   });
 
   it('rejects malformed numbers', () => {
