@@ -93,6 +93,23 @@ describe('bodies and metadata are never paired by position when their counts dif
     expect(store.docs.get(`dev-c\u0000${encodeDocId({ deviceId: 'dev-c' })}`)?.doc.tags).toEqual({ owner: 'c' });
   });
 
+  it('bodies handed over as raw strings (no library parsing) give the same outcome as parsed ones', async () => {
+    const events = [...misalignable().slice(1), { ...twinUpdate({ deviceId: 'dev-x', ts: at(4), version: 2, tags: {} }), body: '{"version": 2, "tags": ' }];
+    const outcome = async (asStrings: boolean) => {
+      const { store, sink } = setup();
+      const { messages, triggerMetadata } = toTrigger(events, { partitionId: '2', firstSequence: 100, asStrings });
+      await syncTwins(messages as unknown[], new InvocationContext({ triggerMetadata, retryContext: { retryCount: 0, maxRetryCount: 5 } }));
+      return { messages, docs: [...store.docs.values()].map((d) => [d.doc.deviceId, d.doc.tags]), letters: sink.records.map((d) => [d.deviceId, d.reason, d.event.body]) };
+    };
+    const raw = await outcome(true);
+    const parsed = await outcome(false);
+    expect(raw.messages.every((m) => typeof m === 'string')).toBe(true);
+    expect(parsed.messages.map((m) => typeof m)).toEqual(['object', 'object', 'string']);
+    expect(raw.docs).toEqual(parsed.docs);
+    expect(raw.letters).toEqual([['dev-x', 'malformed-body', '{"version": 2, "tags": ']]);
+    expect(parsed.letters).toEqual(raw.letters);
+  });
+
   it('pairs by position when the counts agree, and with no metadata at all', () => {
     expect(pairTriggerBatch([{ a: 1 }], { propertiesArray: [{ deviceId: 'x' }], systemPropertiesArray: [{ sequenceNumber: 1 }] })).toEqual({
       events: [{ body: { a: 1 }, properties: { deviceId: 'x' }, systemProperties: { sequenceNumber: 1 } }],
