@@ -104,6 +104,7 @@ export class TwinReplicaStack extends TerraformStack {
         cosmos: this.cosmos,
         storage: this.storage,
         eventHubs: this.eventHubs,
+        iotHub: this.iotHub,
       });
     }
     this.telemetry = new Telemetry(this, 'telemetry', { ...ctx, config: config.monitoring });

@@ -5,11 +5,13 @@ import { Subnet } from '@cdktf/provider-azurerm/lib/subnet';
 import { PrivateDnsZone } from '@cdktf/provider-azurerm/lib/private-dns-zone';
 import { PrivateDnsZoneVirtualNetworkLink } from '@cdktf/provider-azurerm/lib/private-dns-zone-virtual-network-link';
 import { PrivateEndpoint } from '@cdktf/provider-azurerm/lib/private-endpoint';
+import { RoleAssignment } from '@cdktf/provider-azurerm/lib/role-assignment';
 import type { NetworkConfig } from '../config.js';
 import type { CosmosReplica } from './cosmos.js';
 import type { EventHubs } from './event-hubs.js';
 import type { FunctionStorage } from './storage.js';
-import type { StackContext } from './common.js';
+import type { IotHubRouting } from './iot-hub.js';
+import { ROLES, type StackContext } from './common.js';
 
 /**
  * Private DNS zone per private-link sub-resource (Microsoft Learn, "Azure Private Endpoint private DNS zone
@@ -29,6 +31,7 @@ export interface PrivateNetworkProps extends StackContext {
   readonly cosmos: CosmosReplica;
   readonly storage: FunctionStorage;
   readonly eventHubs: EventHubs;
+  readonly iotHub: IotHubRouting;
 }
 
 /**
@@ -45,6 +48,14 @@ export interface PrivateNetworkProps extends StackContext {
  * from CI, Entra ID only), Application Insights ingestion, and the management plane (Terraform). Event Hubs
  * keeps a public endpoint closed by its firewall to everything but trusted Microsoft services (IoT Hub
  * routing). See docs/security.md.
+ *
+ * Routing through that firewall: the trusted-services exception recognises the hub by its identity, and
+ * Microsoft Learn ("IoT Hub support for managed identities", egress section) says "Use a system-assigned
+ * managed identity to access private resources". So in this mode the hub also gets its system-assigned
+ * identity, that identity gets Event Hubs Data Sender on the hub, and the routing endpoint authenticates
+ * with it (`identity_id` unset: "If not specified ... System Assigned Managed Identity of the Iot Hub will be
+ * used", iothub_endpoint_eventhub docs at v4.55.0). These are overrides on the IoT Hub construct's
+ * resources, kept here so the public mode is untouched.
  */
 export class PrivateNetwork extends Construct {
   readonly vnet: VirtualNetwork;
@@ -52,6 +63,8 @@ export class PrivateNetwork extends Construct {
   readonly endpointSubnet: Subnet;
   readonly zones: Record<SubResource, PrivateDnsZone>;
   readonly endpoints: PrivateEndpoint[] = [];
+  /** Event Hubs Data Sender for the hub's system-assigned identity (routing through the firewall). */
+  readonly trustedSenderRole: RoleAssignment;
 
   constructor(scope: Construct, id: string, props: PrivateNetworkProps) {
     super(scope, id);
@@ -120,5 +133,17 @@ export class PrivateNetwork extends Construct {
     for (const sub of ['blob', 'queue', 'table'] as const) endpoint(`host-${sub}`, names.hostStorage, storage.host.id, sub);
     endpoint('data-blob', names.dataStorage, storage.data.id, 'blob');
     endpoint('event-hubs', names.eventHubNamespace, eventHubs.namespace.id, 'namespace');
+
+    const { hub, endpoint: routeEndpoint } = props.iotHub;
+    hub.addOverride('identity.type', 'SystemAssigned, UserAssigned');
+    this.trustedSenderRole = new RoleAssignment(this, 'iot-hub-system-identity-sender', {
+      scope: eventHubs.hub.id,
+      roleDefinitionName: ROLES.eventHubsDataSender,
+      principalId: hub.identity.principalId,
+      principalType: 'ServicePrincipal',
+      description: 'IoT Hub routes through the Event Hubs firewall as a trusted service (system-assigned identity)',
+    });
+    routeEndpoint.addOverride('identity_id', null);
+    routeEndpoint.dependsOn = [...(routeEndpoint.dependsOn ?? []), this.trustedSenderRole.fqn];
   }
 }

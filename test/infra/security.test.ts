@@ -214,6 +214,27 @@ describe('private network mode', () => {
     ]);
   });
 
+  it('IoT Hub routes through the firewall with its system-assigned identity, which may send to the hub first', () => {
+    const hub = single(s(), 'azurerm_iothub');
+    expect(hub.identity.type).toBe('SystemAssigned, UserAssigned');
+    const sender = byPath(s(), 'azurerm_role_assignment', 'network/iot-hub-system-identity-sender');
+    expect(sender).toMatchObject({
+      scope: ref(s(), 'azurerm_eventhub', '/hub', 'id'),
+      role_definition_name: 'Azure Event Hubs Data Sender',
+      principal_id: ref(s(), 'azurerm_iothub', 'iot-hub/hub', 'identity[0].principal_id'),
+    });
+    const endpoint = single(s(), 'azurerm_iothub_endpoint_eventhub');
+    expect(endpoint.authentication_type).toBe('identityBased');
+    expect(endpoint.identity_id ?? null).toBeNull();
+    expect(endpoint.depends_on).toContain(addressOf(s(), 'azurerm_role_assignment', 'network/iot-hub-system-identity-sender'));
+  });
+
+  it('public mode keeps routing with the user-assigned identity only', () => {
+    const pub = synth.stacks.dev;
+    expect(single(pub, 'azurerm_iothub').identity.type).toBe('UserAssigned');
+    expect(single(pub, 'azurerm_iothub_endpoint_eventhub').identity_id).toBe(ref(pub, 'azurerm_user_assigned_identity', 'iothub-identity', 'id'));
+  });
+
   it('what stays public: the IoT Hub (devices) and the SCM site (OneDeploy, Entra ID only)', () => {
     expect(single(s(), 'azurerm_iothub').public_network_access_enabled).toBe(true);
     expect(single(s(), 'azurerm_function_app_flex_consumption')).toMatchObject({
