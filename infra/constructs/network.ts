@@ -144,6 +144,8 @@ export class PrivateNetwork extends Construct {
       description: 'IoT Hub routes through the Event Hubs firewall as a trusted service (system-assigned identity)',
     });
     routeEndpoint.addOverride('identity_id', null);
-    routeEndpoint.dependsOn = [...(routeEndpoint.dependsOn ?? []), this.trustedSenderRole.fqn];
+    // depends_on takes a plain address (the construct's `fqn` is a token that renders as an interpolation here).
+    const senderAddress = `${this.trustedSenderRole.terraformResourceType}.${this.trustedSenderRole.friendlyUniqueId}`;
+    routeEndpoint.dependsOn = [...(routeEndpoint.dependsOn ?? []), senderAddress];
   }
 }
