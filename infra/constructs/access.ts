@@ -29,8 +29,10 @@ export interface FunctionAccessProps {
  * (the engine's point reads, verifyRepair's scans, bulk creates and ETag-guarded replaces). No delete
  * (a deleted twin is a tombstone that expires by TTL, never a delete call), no upsert, no stored
  * procedures, no change feed, no container or database management.
- * Data actions as listed in Microsoft Learn, "Azure Cosmos DB for NoSQL data plane role-based access
- * control" (reference-data-plane-actions).
+ * Data actions as listed in Microsoft Learn, "Configure role-based access control with Microsoft Entra ID
+ * for your Azure Cosmos DB account" (cosmos-db/how-to-setup-rbac: permission model; readMetadata assigned
+ * at container scope covers that container's metadata, physical partitions and addresses, which is all
+ * the SDK asks for: nothing here lists databases or containers).
  */
 export const REPLICA_WRITER_DATA_ACTIONS = [
   'Microsoft.DocumentDB/databaseAccounts/readMetadata',
