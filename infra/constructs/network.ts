@@ -6,6 +6,10 @@ import { PrivateDnsZone } from '@cdktf/provider-azurerm/lib/private-dns-zone';
 import { PrivateDnsZoneVirtualNetworkLink } from '@cdktf/provider-azurerm/lib/private-dns-zone-virtual-network-link';
 import { PrivateEndpoint } from '@cdktf/provider-azurerm/lib/private-endpoint';
 import { RoleAssignment } from '@cdktf/provider-azurerm/lib/role-assignment';
+import { PublicIp } from '@cdktf/provider-azurerm/lib/public-ip';
+import { NatGateway } from '@cdktf/provider-azurerm/lib/nat-gateway';
+import { NatGatewayPublicIpAssociation } from '@cdktf/provider-azurerm/lib/nat-gateway-public-ip-association';
+import { SubnetNatGatewayAssociation } from '@cdktf/provider-azurerm/lib/subnet-nat-gateway-association';
 import type { NetworkConfig } from '../config.js';
 import type { CosmosReplica } from './cosmos.js';
 import type { EventHubs } from './event-hubs.js';
@@ -38,7 +42,9 @@ export interface PrivateNetworkProps extends StackContext {
  * The private network mode of an environment: one VNet with two /26 subnets,
  *
  * - `functions`: the Flex Consumption app's VNet integration (delegated to Microsoft.App/environments, as
- *   Flex Consumption requires), through which all its outbound traffic goes;
+ *   Flex Consumption requires), through which all its outbound traffic goes; a NAT gateway with one static
+ *   public IP gives it a defined way out to what stays public (the IoT Hub for verifyRepair, Application
+ *   Insights), rather than relying on a VNet's default outbound access, which Azure is retiring;
  * - `private-endpoints`: one private endpoint per data-plane service the function talks to: Cosmos DB (Sql),
  *   the host account (blob, queue, table: what the Functions host may use), the data account (blob) and the
  *   Event Hubs namespace; each registered in its private DNS zone, linked to the VNet, so the app resolves
@@ -63,6 +69,8 @@ export class PrivateNetwork extends Construct {
   readonly endpointSubnet: Subnet;
   readonly zones: Record<SubResource, PrivateDnsZone>;
   readonly endpoints: PrivateEndpoint[] = [];
+  /** The function's egress address in private mode (allowlist it where a public endpoint filters by IP). */
+  readonly egressIp: PublicIp;
   /** Event Hubs Data Sender for the hub's system-assigned identity (routing through the firewall). */
   readonly trustedSenderRole: RoleAssignment;
 
@@ -95,6 +103,24 @@ export class PrivateNetwork extends Construct {
       ],
     });
     this.endpointSubnet = subnet('private-endpoints', 1);
+
+    this.egressIp = new PublicIp(this, 'egress-ip', {
+      name: `pip-${names.virtualNetwork}-egress`,
+      resourceGroupName: resourceGroup.name,
+      location: resourceGroup.location,
+      allocationMethod: 'Static',
+      sku: 'Standard',
+      tags,
+    });
+    const nat = new NatGateway(this, 'egress', {
+      name: `ng-${names.virtualNetwork}`,
+      resourceGroupName: resourceGroup.name,
+      location: resourceGroup.location,
+      skuName: 'Standard',
+      tags,
+    });
+    new NatGatewayPublicIpAssociation(this, 'egress-ip-association', { natGatewayId: nat.id, publicIpAddressId: this.egressIp.id });
+    new SubnetNatGatewayAssociation(this, 'egress-subnet-association', { subnetId: this.integrationSubnet.id, natGatewayId: nat.id });
 
     this.zones = Object.fromEntries(
       (Object.entries(PRIVATE_DNS_ZONES) as [SubResource, string][]).map(([sub, zoneName]) => {

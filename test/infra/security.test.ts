@@ -154,6 +154,7 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
     expect(cfg.network.mode).toBe('public');
     expect(s.resource.azurerm_virtual_network).toBeUndefined();
     expect(s.resource.azurerm_private_endpoint).toBeUndefined();
+    expect(s.resource.azurerm_nat_gateway).toBeUndefined();
     expect(single(s, 'azurerm_function_app_flex_consumption').virtual_network_subnet_id).toBeUndefined();
     expect(single(s, 'azurerm_eventhub_namespace').network_rulesets).toBeUndefined();
   });
@@ -170,6 +171,17 @@ describe('private network mode', () => {
       { name: 'flex-consumption', service_delegation: { name: 'Microsoft.App/environments', actions: ['Microsoft.Network/virtualNetworks/subnets/join/action'] } },
     ]);
     expect(byPath(s(), 'azurerm_subnet', 'network/private-endpoints').address_prefixes).toEqual(['${cidrsubnet("10.40.0.0/22", 4, 1)}']);
+  });
+
+  it('the integration subnet leaves through a NAT gateway with one static public IP', () => {
+    expect(single(s(), 'azurerm_public_ip')).toMatchObject({ allocation_method: 'Static', sku: 'Standard' });
+    expect(single(s(), 'azurerm_nat_gateway').sku_name).toBe('Standard');
+    expect(single(s(), 'azurerm_nat_gateway_public_ip_association')).toEqual(
+      expect.objectContaining({ nat_gateway_id: ref(s(), 'azurerm_nat_gateway', 'network/egress', 'id'), public_ip_address_id: ref(s(), 'azurerm_public_ip', 'network/egress-ip', 'id') }),
+    );
+    expect(single(s(), 'azurerm_subnet_nat_gateway_association')).toEqual(
+      expect.objectContaining({ subnet_id: ref(s(), 'azurerm_subnet', 'network/functions', 'id'), nat_gateway_id: ref(s(), 'azurerm_nat_gateway', 'network/egress', 'id') }),
+    );
   });
 
   it('the function app routes all outbound traffic through the integration subnet and waits for the endpoints', () => {
