@@ -95,6 +95,20 @@ export interface NetworkConfig {
   readonly addressSpace: string;
 }
 
+/**
+ * Customer-managed keys for Cosmos DB and both storage accounts, in a Key Vault the operator owns (created
+ * outside this stack: purge protection on, RBAC authorization, its firewall allowing trusted Microsoft
+ * services). The stack only references the keys and grants its encryption identity access to them: it
+ * never creates keys, which would need the vault's data plane from the deploying machine.
+ * Cosmos DB takes a key only when the account is created (changing it replaces the account).
+ */
+export interface CustomerManagedKeysConfig {
+  /** ARM id of the vault: /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>. */
+  readonly keyVaultId: string;
+  readonly cosmosKeyName: string;
+  readonly storageKeyName: string;
+}
+
 /** Guards against deleting or weakening an environment. */
 export interface ProtectionConfig {
   /** CanNotDelete resource locks on the IoT Hub, the Cosmos DB account and the data storage account. @default false (true in prod) */
@@ -166,6 +180,8 @@ export interface EnvironmentConfig {
   readonly storage: StorageConfig;
   readonly network: NetworkConfig;
   readonly protection: ProtectionConfig;
+  /** Omit for Microsoft-managed keys (the default in every shipped environment). */
+  readonly customerManagedKeys?: CustomerManagedKeysConfig;
   readonly functionApp: FunctionAppConfig;
   readonly monitoring: MonitoringConfig;
   readonly stateBackend: StateBackendConfig;
@@ -338,6 +354,15 @@ export function configProblems(cfg: EnvironmentConfig): string[] {
   }
   if (cfg.name === 'prod' && (cfg.protection?.deleteLocks !== true || cfg.protection?.denyLocalAuthPolicies !== true)) {
     p.push('protection.deleteLocks and protection.denyLocalAuthPolicies must be true in prod');
+  }
+  const cmk = cfg.customerManagedKeys;
+  if (cmk !== undefined) {
+    if (!/^\/subscriptions\/[0-9a-f-]{36}\/resourceGroups\/[-\w.()]+\/providers\/Microsoft\.KeyVault\/vaults\/[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$/i.test(cmk.keyVaultId ?? '')) {
+      p.push(`customerManagedKeys.keyVaultId must be a Key Vault resource id (/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>), got ${show(cmk.keyVaultId)}`);
+    }
+    for (const key of ['cosmosKeyName', 'storageKeyName'] as const) {
+      if (!/^[0-9a-zA-Z-]{1,127}$/.test(cmk[key] ?? '')) p.push(`customerManagedKeys.${key} must be a Key Vault key name (1..127 letters, digits, hyphens), got ${show(cmk[key])}`);
+    }
   }
   if (cfg.protection?.denyLocalAuthPolicies === true && cfg.iotHub?.localAuthenticationEnabled === true) {
     p.push('iotHub.localAuthenticationEnabled cannot be true while protection.denyLocalAuthPolicies denies it');

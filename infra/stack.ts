@@ -18,6 +18,7 @@ import { FunctionCode, SyncFunctionApp } from './constructs/function-app.js';
 import { PrivateNetwork } from './constructs/network.js';
 import { AuditDiagnostics } from './constructs/diagnostics.js';
 import { EnvironmentProtection } from './constructs/protection.js';
+import { CustomerManagedKeys } from './constructs/encryption.js';
 
 export interface TwinReplicaStackProps {
   readonly config: EnvironmentConfig;
@@ -95,8 +96,9 @@ export class TwinReplicaStack extends TerraformStack {
       identity: iotHubIdentity,
       eventHubs: this.eventHubs,
     });
-    this.cosmos = new CosmosReplica(this, 'cosmos', { ...ctx, config: config.cosmos, publicNetworkAccess: !isPrivate });
-    this.storage = new FunctionStorage(this, 'storage', { ...ctx, config: config.storage, publicNetworkAccess: !isPrivate });
+    const keys = config.customerManagedKeys ? new CustomerManagedKeys(this, 'customer-managed-keys', { ...ctx, config: config.customerManagedKeys }) : undefined;
+    this.cosmos = new CosmosReplica(this, 'cosmos', { ...ctx, config: config.cosmos, publicNetworkAccess: !isPrivate, customerManagedKey: keys?.cosmos });
+    this.storage = new FunctionStorage(this, 'storage', { ...ctx, config: config.storage, publicNetworkAccess: !isPrivate, customerManagedKey: keys?.storage });
     if (isPrivate) {
       this.network = new PrivateNetwork(this, 'network', {
         ...ctx,

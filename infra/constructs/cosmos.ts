@@ -4,6 +4,7 @@ import { CosmosdbSqlDatabase } from '@cdktf/provider-azurerm/lib/cosmosdb-sql-da
 import { CosmosdbSqlContainer } from '@cdktf/provider-azurerm/lib/cosmosdb-sql-container';
 import type { CosmosConfig } from '../config.js';
 import type { StackContext } from './common.js';
+import type { ServiceKey } from './encryption.js';
 
 /**
  * Indexing policy of the replica container.
@@ -40,6 +41,8 @@ export interface CosmosReplicaProps extends StackContext {
   readonly config: CosmosConfig;
   /** false in private network mode: only the private endpoint reaches the data plane. @default true */
   readonly publicNetworkAccess?: boolean;
+  /** Option `customerManagedKeys`: encrypt with this key, reached with its identity. Set at creation only. */
+  readonly customerManagedKey?: ServiceKey;
 }
 
 /**
@@ -81,6 +84,14 @@ export class CosmosReplica extends Construct {
       networkAclBypassForAzureServices: false,
       automaticFailoverEnabled: false,
       backup: { type: 'Continuous', tier: config.backupTier },
+      ...(props.customerManagedKey
+        ? {
+            keyVaultKeyId: props.customerManagedKey.keyUri,
+            identity: { type: 'UserAssigned', identityIds: [props.customerManagedKey.identity.id] },
+            defaultIdentityType: `UserAssignedIdentity=${props.customerManagedKey.identity.id}`,
+            dependsOn: [props.customerManagedKey.grant],
+          }
+        : {}),
       tags,
     });
 

@@ -5,11 +5,14 @@ import { StorageManagementPolicy } from '@cdktf/provider-azurerm/lib/storage-man
 import type { BlobRetentionConfig, StorageConfig } from '../config.js';
 import { REDRIVEN_PREFIX } from '../../tools/redrive.js';
 import type { StackContext } from './common.js';
+import type { ServiceKey } from './encryption.js';
 
 export interface FunctionStorageProps extends StackContext {
   readonly config: StorageConfig;
   /** false in private network mode: both accounts are reached through private endpoints only. @default true */
   readonly publicNetworkAccess?: boolean;
+  /** Option `customerManagedKeys`: both accounts encrypt blobs with this key, reached with its identity. */
+  readonly customerManagedKey?: ServiceKey;
 }
 
 /**
@@ -81,6 +84,16 @@ export class FunctionStorage extends Construct {
       sftpEnabled: false,
       publicNetworkAccessEnabled: props.publicNetworkAccess ?? true,
       tags,
+      ...(props.customerManagedKey
+        ? {
+            identity: { type: 'UserAssigned', identityIds: [props.customerManagedKey.identity.id] },
+            customerManagedKey: {
+              keyVaultKeyId: props.customerManagedKey.keyUri,
+              userAssignedIdentityId: props.customerManagedKey.identity.id,
+            },
+            dependsOn: [props.customerManagedKey.grant],
+          }
+        : {}),
     };
 
     this.host = new StorageAccount(this, 'host', { ...common, name: names.hostStorage });

@@ -10,13 +10,17 @@ import { addressOf, byPath, cleanup, ref, resources, single, synthFixture, tempD
 // Security controls of issue 15, each pinned on the synthesized Terraform JSON.
 let synth: Synthesized;
 let privateDev: StackJson;
+let cmkDev: StackJson;
 const dev = findEnvironment('dev');
 const prod = findEnvironment('prod');
 const privateConfig: EnvironmentConfig = { ...dev, network: { mode: 'private', addressSpace: '10.40.0.0/22' } };
+const VAULT = '/subscriptions/00000000-0000-0000-0000-0000000000aa/resourceGroups/rg-keys/providers/Microsoft.KeyVault/vaults/kv-twinrep-keys';
+const cmkConfig: EnvironmentConfig = { ...dev, customerManagedKeys: { keyVaultId: VAULT, cosmosKeyName: 'cosmos-cmk', storageKeyName: 'storage-cmk' } };
 
 beforeAll(async () => {
   synth = await synthFixture();
   privateDev = (await synthFixture({ environments: [privateConfig] })).stacks.dev;
+  cmkDev = (await synthFixture({ environments: [cmkConfig] })).stacks.dev;
 });
 afterAll(cleanup);
 
@@ -277,5 +281,59 @@ describe('configuration of the controls', () => {
     expect(configProblems({ ...prod, iotHub: { ...prod.iotHub, localAuthenticationEnabled: true } })).toEqual([
       'iotHub.localAuthenticationEnabled cannot be true while protection.denyLocalAuthPolicies denies it',
     ]);
+  });
+});
+
+describe('customer-managed keys (option, off in dev and prod)', () => {
+  it('the shipped environments use Microsoft-managed keys', () => {
+    for (const env of environments) {
+      expect(env.customerManagedKeys).toBeUndefined();
+      const stack = synth.stacks[env.name];
+      expect(single(stack, 'azurerm_cosmosdb_account').key_vault_key_id).toBeUndefined();
+      for (const account of resources(stack, 'azurerm_storage_account')) expect(account.customer_managed_key).toBeUndefined();
+    }
+  });
+
+  it('one encryption identity, granted Crypto Service Encryption User on each key alone', () => {
+    const identity = ref(cmkDev, 'azurerm_user_assigned_identity', 'customer-managed-keys/identity', 'principal_id');
+    const grants = resources(cmkDev, 'azurerm_role_assignment').filter((r) => r.principal_id === identity);
+    expect(grants.map((g) => [g.role_definition_name, g.scope]).sort()).toEqual(
+      [
+        ['Key Vault Crypto Service Encryption User', `${VAULT}/keys/cosmos-cmk`],
+        ['Key Vault Crypto Service Encryption User', `${VAULT}/keys/storage-cmk`],
+      ].sort(),
+    );
+    expect(cmkDev.resource.azurerm_key_vault).toBeUndefined();
+    expect(cmkDev.resource.azurerm_key_vault_key).toBeUndefined();
+  });
+
+  it('Cosmos DB encrypts with the versionless key through that identity, after the grant exists', () => {
+    const identityId = ref(cmkDev, 'azurerm_user_assigned_identity', 'customer-managed-keys/identity', 'id');
+    const account = single(cmkDev, 'azurerm_cosmosdb_account');
+    expect(account).toMatchObject({
+      key_vault_key_id: 'https://kv-twinrep-keys.vault.azure.net/keys/cosmos-cmk',
+      default_identity_type: `UserAssignedIdentity=${identityId}`,
+      identity: { type: 'UserAssigned', identity_ids: [identityId] },
+    });
+    expect(account.depends_on).toContain(addressOf(cmkDev, 'azurerm_role_assignment', 'customer-managed-keys/cosmos-key-user'));
+  });
+
+  it('both storage accounts encrypt with the storage key through that identity', () => {
+    const identityId = ref(cmkDev, 'azurerm_user_assigned_identity', 'customer-managed-keys/identity', 'id');
+    for (const account of resources(cmkDev, 'azurerm_storage_account')) {
+      expect(account).toMatchObject({
+        identity: { type: 'UserAssigned', identity_ids: [identityId] },
+        customer_managed_key: { key_vault_key_id: 'https://kv-twinrep-keys.vault.azure.net/keys/storage-cmk', user_assigned_identity_id: identityId },
+      });
+      expect(account.depends_on).toContain(addressOf(cmkDev, 'azurerm_role_assignment', 'customer-managed-keys/storage-key-user'));
+    }
+  });
+
+  it('refuses a vault id or key name Azure would refuse', () => {
+    expect(configProblems({ ...dev, customerManagedKeys: { keyVaultId: 'kv-twinrep-keys', cosmosKeyName: 'a b', storageKeyName: 'ok' } })).toEqual([
+      'customerManagedKeys.keyVaultId must be a Key Vault resource id (/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>), got "kv-twinrep-keys"',
+      'customerManagedKeys.cosmosKeyName must be a Key Vault key name (1..127 letters, digits, hyphens), got "a b"',
+    ]);
+    expect(configProblems(cmkConfig)).toEqual([]);
   });
 });
