@@ -2,7 +2,7 @@ import { App } from 'cdktf';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildFunctionsPackage } from '../functions/build.js';
-import { environments as defaultEnvironments, validateConfig, type EnvironmentConfig } from './config.js';
+import { environments as defaultEnvironments, InvalidConfigError, stateSeparationProblems, validateConfig, type EnvironmentConfig } from './config.js';
 import { backendKindFromEnv, type BackendKind } from './backend.js';
 import { TwinReplicaStack } from './stack.js';
 
@@ -36,6 +36,8 @@ export async function synthesize(opts: SynthOptions = {}): Promise<SynthResult> 
   const names = envs.map((e) => e.name);
   const dup = names.find((n, i) => names.indexOf(n) !== i);
   if (dup) throw new Error(`Environment ${JSON.stringify(dup)} is defined twice`);
+  const shared = stateSeparationProblems(envs);
+  if (shared.length > 0) throw new InvalidConfigError(names.join(', '), shared);
   const backend = opts.backend ?? backendKindFromEnv();
 
   let packageDir = opts.functionsPackageDir;

@@ -48,18 +48,15 @@ export interface EventHubsConfig {
   readonly retentionDays: number;
 }
 
+export const COSMOS_BACKUP_TIERS = ['Continuous7Days', 'Continuous30Days'] as const;
+
 export interface CosmosConfig {
   /** @default { mode: 'serverless' } */
   readonly throughput: CosmosThroughput;
   /** Zone redundancy for the single write region (not available for serverless accounts). @default false */
   readonly zoneRedundant: boolean;
-}
-
-export interface KeyVaultConfig {
-  /** Purge protection cannot be turned off again once on. @default false (true in prod) */
-  readonly purgeProtection: boolean;
-  /** 7..90 days. @default 7 (90 in prod) */
-  readonly softDeleteRetentionDays: number;
+  /** Point-in-time restore window of the continuous backup. @default 'Continuous7Days' ('Continuous30Days' in prod) */
+  readonly backupTier: (typeof COSMOS_BACKUP_TIERS)[number];
 }
 
 export interface StorageConfig {
@@ -67,6 +64,61 @@ export interface StorageConfig {
   readonly replication: (typeof STORAGE_REPLICATIONS)[number];
   /** Soft-delete retention for dead-letter and report blobs, 1..365 days. @default 7 (30 in prod) */
   readonly blobSoftDeleteDays: number;
+  /** How long raw device data is kept in the data account (lifecycle management deletes it after). */
+  readonly retention: BlobRetentionConfig;
+}
+
+/** Days after which the data account's lifecycle policy deletes blobs (1..3650 each). */
+export interface BlobRetentionConfig {
+  /** Dead letters still waiting for a redrive, counted from when they were written. @default 90 (365 in prod) */
+  readonly deadLetterDays: number;
+  /** Dead letters already redriven (kept under `deadletters/redriven/` as an audit trail). At most deadLetterDays. @default 30 (90 in prod) */
+  readonly redrivenDays: number;
+  /** verifyRepair reports. @default 30 (90 in prod) */
+  readonly reportDays: number;
+  /** Previous blob versions (what an overwrite or delete leaves behind with versioning on). @default 7 (30 in prod) */
+  readonly previousVersionDays: number;
+}
+
+export const NETWORK_MODES = ['public', 'private'] as const;
+
+/**
+ * Network exposure of the data plane. 'public': every service keeps its public endpoint, protected by
+ * Entra ID only (no keys). 'private': a VNet, Flex VNet integration, private endpoints and private DNS
+ * for Cosmos DB, both storage accounts and Event Hubs, public network access off on Cosmos DB and storage,
+ * Event Hubs closed to everything but trusted Microsoft services (IoT Hub routing). See docs/security.md.
+ */
+export interface NetworkConfig {
+  /** @default 'public' (dev and prod: see docs/security.md for why prod is not private yet) */
+  readonly mode: (typeof NETWORK_MODES)[number];
+  /** Address space of the VNet in private mode, a /16../24 IPv4 CIDR. @default '10.40.0.0/22' */
+  readonly addressSpace: string;
+}
+
+/**
+ * Customer-managed keys for Cosmos DB and both storage accounts, in a Key Vault the operator owns (created
+ * outside this stack: purge protection on, RBAC authorization, its firewall allowing trusted Microsoft
+ * services). The stack only references the keys and grants its encryption identity access to them: it
+ * never creates keys, which would need the vault's data plane from the deploying machine.
+ * Cosmos DB takes a key only when the account is created (changing it replaces the account).
+ */
+export interface CustomerManagedKeysConfig {
+  /** ARM id of the vault: /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>. */
+  readonly keyVaultId: string;
+  readonly cosmosKeyName: string;
+  readonly storageKeyName: string;
+}
+
+/** Guards against deleting or weakening an environment. */
+export interface ProtectionConfig {
+  /** CanNotDelete resource locks on the IoT Hub, the Cosmos DB account and the data storage account. @default false (true in prod) */
+  readonly deleteLocks: boolean;
+  /**
+   * Assign the built-in Deny policies "local authentication methods disabled" (Cosmos DB, Event Hubs, IoT Hub
+   * service APIs, Application Insights) and "prevent shared key access" (storage) on the stack's resource group,
+   * so no Contributor can switch keys back on. @default false (true in prod)
+   */
+  readonly denyLocalAuthPolicies: boolean;
 }
 
 export interface FunctionAppConfig {
@@ -95,9 +147,15 @@ export interface MonitoringConfig {
   readonly thresholds: AlertThresholds;
 }
 
-/** Remote state: an azurerm backend per environment, authenticated with Entra ID. */
+/**
+ * Remote state: an azurerm backend per environment, authenticated with Entra ID. Each environment has its
+ * own state storage account (created by infra/bootstrap-state.sh), so access to prod state is granted on
+ * prod's account alone: dev's deployer has no role on it, and the pull-request identity only reads.
+ */
 export interface StateBackendConfig {
+  /** @default 'rg-<prefix>-tfstate' */
   readonly resourceGroupName: string;
+  /** One account per environment. @default 'st<prefix><env>tfstate' */
   readonly storageAccountName: string;
   /** @default 'tfstate' */
   readonly containerName: string;
@@ -119,8 +177,11 @@ export interface EnvironmentConfig {
   readonly iotHub: IotHubConfig;
   readonly eventHubs: EventHubsConfig;
   readonly cosmos: CosmosConfig;
-  readonly keyVault: KeyVaultConfig;
   readonly storage: StorageConfig;
+  readonly network: NetworkConfig;
+  readonly protection: ProtectionConfig;
+  /** Omit for Microsoft-managed keys (the default in every shipped environment). */
+  readonly customerManagedKeys?: CustomerManagedKeysConfig;
   readonly functionApp: FunctionAppConfig;
   readonly monitoring: MonitoringConfig;
   readonly stateBackend: StateBackendConfig;
@@ -139,33 +200,48 @@ const baseDefaults = {
   namePrefix: 'twinrep',
   iotHub: { sku: 'S1', capacity: 1, localAuthenticationEnabled: false },
   eventHubs: { sku: 'Standard', capacity: 1, autoInflateMaxThroughputUnits: 0, partitionCount: 4, retentionDays: 1 },
-  cosmos: { throughput: { mode: 'serverless' }, zoneRedundant: false },
-  keyVault: { purgeProtection: false, softDeleteRetentionDays: 7 },
-  storage: { replication: 'LRS', blobSoftDeleteDays: 7 },
+  cosmos: { throughput: { mode: 'serverless' }, zoneRedundant: false, backupTier: 'Continuous7Days' },
+  storage: {
+    replication: 'LRS',
+    blobSoftDeleteDays: 7,
+    retention: { deadLetterDays: 90, redrivenDays: 30, reportDays: 30, previousVersionDays: 7 },
+  },
+  network: { mode: 'public', addressSpace: '10.40.0.0/22' },
+  protection: { deleteLocks: false, denyLocalAuthPolicies: false },
   functionApp: { maximumInstanceCount: 40, instanceMemoryMb: 2048, verifySchedule: '0 30 3 * * *' },
   monitoring: {
     logRetentionDays: 30,
     alertEmails: [],
     thresholds: { functionFailures: 0, consumerLagEvents: 5000, cosmosThrottledRequests: 100 },
   },
-  stateBackend: { resourceGroupName: 'rg-twinrep-tfstate', storageAccountName: 'sttwinreptfstate', containerName: 'tfstate' },
   grantDeployerSmokeAccess: true,
 } as const satisfies Partial<EnvironmentConfig>;
+
+/** The state backend of one environment: its own account in the shared state resource group. */
+export function stateBackendFor(namePrefix: string, env: string): StateBackendConfig {
+  return { resourceGroupName: `rg-${namePrefix}-tfstate`, storageAccountName: `st${namePrefix}${env}tfstate`, containerName: 'tfstate' };
+}
 
 /** The environments `npm run synth` builds, one stack each. */
 export const environments: readonly EnvironmentConfig[] = [
   {
     ...baseDefaults,
     name: 'dev',
+    stateBackend: stateBackendFor(baseDefaults.namePrefix, 'dev'),
     tags: { app: 'twin-replica', env: 'dev' },
   },
   {
     ...baseDefaults,
     name: 'prod',
     eventHubs: { ...baseDefaults.eventHubs, partitionCount: 8, retentionDays: 7, autoInflateMaxThroughputUnits: 4 },
-    cosmos: { throughput: { mode: 'autoscale', maxThroughput: 4000 }, zoneRedundant: false },
-    keyVault: { purgeProtection: true, softDeleteRetentionDays: 90 },
-    storage: { replication: 'ZRS', blobSoftDeleteDays: 30 },
+    cosmos: { throughput: { mode: 'autoscale', maxThroughput: 4000 }, zoneRedundant: false, backupTier: 'Continuous30Days' },
+    storage: {
+      replication: 'ZRS',
+      blobSoftDeleteDays: 30,
+      retention: { deadLetterDays: 365, redrivenDays: 90, reportDays: 90, previousVersionDays: 30 },
+    },
+    protection: { deleteLocks: true, denyLocalAuthPolicies: true },
+    stateBackend: stateBackendFor(baseDefaults.namePrefix, 'prod'),
     functionApp: { ...baseDefaults.functionApp, maximumInstanceCount: 100 },
     monitoring: {
       ...baseDefaults.monitoring,
@@ -252,13 +328,45 @@ export function configProblems(cfg: EnvironmentConfig): string[] {
     p.push('cosmos.zoneRedundant cannot be true for a serverless account');
   }
 
-  intIn(p, 'keyVault.softDeleteRetentionDays', cfg.keyVault?.softDeleteRetentionDays, 7, 90);
-  if (cfg.name === 'prod' && cfg.keyVault?.purgeProtection !== true) {
-    p.push('keyVault.purgeProtection must be true in prod');
+  oneOf(p, 'cosmos.backupTier', cfg.cosmos?.backupTier, COSMOS_BACKUP_TIERS);
+  if (cfg.name === 'prod' && cfg.cosmos?.backupTier !== 'Continuous30Days') {
+    p.push(`cosmos.backupTier must be "Continuous30Days" in prod (30 days of point-in-time restore), got ${show(cfg.cosmos?.backupTier)}`);
   }
 
   oneOf(p, 'storage.replication', cfg.storage?.replication, STORAGE_REPLICATIONS);
   intIn(p, 'storage.blobSoftDeleteDays', cfg.storage?.blobSoftDeleteDays, 1, 365);
+  const ret = cfg.storage?.retention;
+  for (const key of ['deadLetterDays', 'redrivenDays', 'reportDays', 'previousVersionDays'] as const) {
+    intIn(p, `storage.retention.${key}`, ret?.[key], 1, 3650);
+  }
+  if (isInt(ret?.redrivenDays) && isInt(ret?.deadLetterDays) && ret.redrivenDays > ret.deadLetterDays) {
+    // Both rules match deadletters/redriven/ (lifecycle rules cannot exclude a prefix) and the earlier delete wins.
+    p.push(`storage.retention.redrivenDays (${ret.redrivenDays}) must not exceed storage.retention.deadLetterDays (${ret.deadLetterDays}): the dead-letter rule also covers redriven/`);
+  }
+
+  oneOf(p, 'network.mode', cfg.network?.mode, NETWORK_MODES);
+  const cidr = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(cfg.network?.addressSpace ?? '');
+  if (!cidr || cidr.slice(1, 5).some((o) => Number(o) > 255) || Number(cidr[5]) < 16 || Number(cidr[5]) > 24) {
+    p.push(`network.addressSpace must be an IPv4 CIDR from /16 to /24 (two /26 subnets and room to grow), got ${show(cfg.network?.addressSpace)}`);
+  }
+  if (typeof cfg.protection?.deleteLocks !== 'boolean' || typeof cfg.protection?.denyLocalAuthPolicies !== 'boolean') {
+    p.push('protection.deleteLocks and protection.denyLocalAuthPolicies must be true or false');
+  }
+  if (cfg.name === 'prod' && (cfg.protection?.deleteLocks !== true || cfg.protection?.denyLocalAuthPolicies !== true)) {
+    p.push('protection.deleteLocks and protection.denyLocalAuthPolicies must be true in prod');
+  }
+  const cmk = cfg.customerManagedKeys;
+  if (cmk !== undefined) {
+    if (!/^\/subscriptions\/[0-9a-f-]{36}\/resourceGroups\/[-\w.()]+\/providers\/Microsoft\.KeyVault\/vaults\/[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$/i.test(cmk.keyVaultId ?? '')) {
+      p.push(`customerManagedKeys.keyVaultId must be a Key Vault resource id (/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>), got ${show(cmk.keyVaultId)}`);
+    }
+    for (const key of ['cosmosKeyName', 'storageKeyName'] as const) {
+      if (!/^[0-9a-zA-Z-]{1,127}$/.test(cmk[key] ?? '')) p.push(`customerManagedKeys.${key} must be a Key Vault key name (1..127 letters, digits, hyphens), got ${show(cmk[key])}`);
+    }
+  }
+  if (cfg.protection?.denyLocalAuthPolicies === true && cfg.iotHub?.localAuthenticationEnabled === true) {
+    p.push('iotHub.localAuthenticationEnabled cannot be true while protection.denyLocalAuthPolicies denies it');
+  }
 
   intIn(p, 'functionApp.maximumInstanceCount', cfg.functionApp?.maximumInstanceCount, 40, 1000);
   oneOf(p, 'functionApp.instanceMemoryMb', cfg.functionApp?.instanceMemoryMb, FLEX_INSTANCE_MEMORY_MB);
@@ -290,6 +398,22 @@ export function configProblems(cfg: EnvironmentConfig): string[] {
   }
   for (const [k, v] of Object.entries(cfg.tags ?? {})) {
     if (k.length > 512 || v.length > 256 || /[<>%&\\?/]/.test(k)) p.push(`tags.${k} is not a valid Azure tag`);
+  }
+  return p;
+}
+
+/**
+ * Problems across environments: two environments sharing a state account would put prod state where
+ * dev's deployer can write it.
+ */
+export function stateSeparationProblems(all: readonly EnvironmentConfig[]): string[] {
+  const p: string[] = [];
+  const seen = new Map<string, string>();
+  for (const env of all) {
+    const account = env.stateBackend?.storageAccountName;
+    const other = seen.get(account);
+    if (other !== undefined) p.push(`environments ${show(other)} and ${show(env.name)} share the state storage account ${show(account)}: each needs its own`);
+    else seen.set(account, env.name);
   }
   return p;
 }

@@ -28,7 +28,7 @@ export interface ResourceNames {
   readonly cosmosAccount: string;
   readonly cosmosDatabase: string;
   readonly cosmosContainer: string;
-  readonly keyVault: string;
+  readonly virtualNetwork: string;
   readonly hostStorage: string;
   readonly dataStorage: string;
   readonly deploymentContainer: string;
@@ -57,7 +57,7 @@ export function resourceNames(cfg: Pick<EnvironmentConfig, 'namePrefix' | 'name'
     cosmosAccount: `cosmos-${p}-${e}`,
     cosmosDatabase: FIXED_NAMES.cosmosDatabase,
     cosmosContainer: FIXED_NAMES.cosmosContainer,
-    keyVault: `kv-${p}-${e}`,
+    virtualNetwork: `vnet-${p}-${e}`,
     hostStorage: `st${p}${e}fn`,
     dataStorage: `st${p}${e}data`,
     deploymentContainer: FIXED_NAMES.deploymentContainer,
@@ -104,12 +104,7 @@ export const NAMING_RULES: Record<keyof ResourceNames, NamingRule> = {
   cosmosAccount: { pattern: /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/, min: 3, max: 44, rule: 'lowercase letters, digits, hyphens' },
   cosmosDatabase: { pattern: /^[^/\\#?]*[^/\\#? ]$/, min: 1, max: 255, rule: 'no / \\ # ?, no trailing space' },
   cosmosContainer: { pattern: /^[^/\\#?]*[^/\\#? ]$/, min: 1, max: 255, rule: 'no / \\ # ?, no trailing space' },
-  keyVault: {
-    pattern: /^[a-zA-Z](?!.*--)[a-zA-Z0-9-]*[a-zA-Z0-9]$/,
-    min: 3,
-    max: 24,
-    rule: 'letters, digits, single hyphens; starts with a letter, ends alphanumeric',
-  },
+  virtualNetwork: { pattern: /^[a-zA-Z0-9](?:[a-zA-Z0-9._-]*[a-zA-Z0-9_])?$/, min: 2, max: 64, rule: 'letters, digits, . _ -; starts alphanumeric, ends alphanumeric or _' },
   hostStorage: { pattern: /^[a-z0-9]+$/, min: 3, max: 24, rule: 'lowercase letters and digits only' },
   dataStorage: { pattern: /^[a-z0-9]+$/, min: 3, max: 24, rule: 'lowercase letters and digits only' },
   deploymentContainer: { pattern: /^[a-z0-9](?!.*--)[a-z0-9-]*[a-z0-9]$/, min: 3, max: 63, rule: 'lowercase letters, digits, single hyphens' },

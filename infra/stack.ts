@@ -11,11 +11,14 @@ import type { StackContext } from './constructs/common.js';
 import { EventHubs } from './constructs/event-hubs.js';
 import { IotHubRouting } from './constructs/iot-hub.js';
 import { CosmosReplica } from './constructs/cosmos.js';
-import { SecretsVault } from './constructs/key-vault.js';
 import { FunctionStorage } from './constructs/storage.js';
 import { Alerts, Telemetry } from './constructs/monitoring.js';
 import { DeployerSmokeAccess, FunctionAccess } from './constructs/access.js';
 import { FunctionCode, SyncFunctionApp } from './constructs/function-app.js';
+import { PrivateNetwork } from './constructs/network.js';
+import { AuditDiagnostics } from './constructs/diagnostics.js';
+import { EnvironmentProtection } from './constructs/protection.js';
+import { CustomerManagedKeys } from './constructs/encryption.js';
 
 export interface TwinReplicaStackProps {
   readonly config: EnvironmentConfig;
@@ -31,12 +34,15 @@ export class TwinReplicaStack extends TerraformStack {
   readonly eventHubs: EventHubs;
   readonly iotHub: IotHubRouting;
   readonly cosmos: CosmosReplica;
-  readonly vault: SecretsVault;
   readonly storage: FunctionStorage;
   readonly telemetry: Telemetry;
   readonly alerts: Alerts;
   readonly functionApp: SyncFunctionApp;
   readonly functionCode: FunctionCode;
+  /** Only in private network mode. */
+  readonly network?: PrivateNetwork;
+  readonly audit: AuditDiagnostics;
+  readonly protection: EnvironmentProtection;
 
   constructor(scope: Construct, props: TwinReplicaStackProps) {
     const config = validateConfig(props.config);
@@ -47,6 +53,7 @@ export class TwinReplicaStack extends TerraformStack {
     this.names = names;
 
     configureBackend(this, config, props.backend ?? 'azurerm');
+    const isPrivate = config.network.mode === 'private';
     new AzurermProvider(this, 'azurerm', {
       subscriptionId: config.subscriptionId,
       // Shared keys are off on every storage account: data-plane calls use Entra ID.
@@ -55,8 +62,11 @@ export class TwinReplicaStack extends TerraformStack {
         {
           // Smart-detection rules Azure would add are not in state and would block destroy.
           applicationInsights: [{ disableGeneratedRule: true }],
-          keyVault: [{ purgeSoftDeleteOnDestroy: !config.keyVault.purgeProtection, recoverSoftDeletedKeyVaults: true }],
           resourceGroup: [{ preventDeletionIfContainsResources: true }],
+          // Private mode: the storage data plane is unreachable from the deploying machine, so the provider
+          // must not wait for it or read queue/static-website properties there (storage_account_resource.go at
+          // v4.55.0 skips that block when data_plane_available is false; this stack uses neither property).
+          ...(isPrivate ? { storage: [{ dataPlaneAvailable: false }] } : {}),
         },
       ],
     });
@@ -79,16 +89,26 @@ export class TwinReplicaStack extends TerraformStack {
     const functionIdentity = identity('function-identity', names.functionIdentity);
     const iotHubIdentity = identity('iothub-identity', names.iotHubIdentity);
 
-    this.eventHubs = new EventHubs(this, 'event-hubs', { ...ctx, config: config.eventHubs });
+    this.eventHubs = new EventHubs(this, 'event-hubs', { ...ctx, config: config.eventHubs, firewall: isPrivate });
     this.iotHub = new IotHubRouting(this, 'iot-hub', {
       ...ctx,
       config: config.iotHub,
       identity: iotHubIdentity,
       eventHubs: this.eventHubs,
     });
-    this.cosmos = new CosmosReplica(this, 'cosmos', { ...ctx, config: config.cosmos });
-    this.vault = new SecretsVault(this, 'key-vault', { ...ctx, config: config.keyVault, tenantId: client.tenantId });
-    this.storage = new FunctionStorage(this, 'storage', { ...ctx, config: config.storage });
+    const keys = config.customerManagedKeys ? new CustomerManagedKeys(this, 'customer-managed-keys', { ...ctx, config: config.customerManagedKeys }) : undefined;
+    this.cosmos = new CosmosReplica(this, 'cosmos', { ...ctx, config: config.cosmos, publicNetworkAccess: !isPrivate, customerManagedKey: keys?.cosmos });
+    this.storage = new FunctionStorage(this, 'storage', { ...ctx, config: config.storage, publicNetworkAccess: !isPrivate, customerManagedKey: keys?.storage });
+    if (isPrivate) {
+      this.network = new PrivateNetwork(this, 'network', {
+        ...ctx,
+        config: config.network,
+        cosmos: this.cosmos,
+        storage: this.storage,
+        eventHubs: this.eventHubs,
+        iotHub: this.iotHub,
+      });
+    }
     this.telemetry = new Telemetry(this, 'telemetry', { ...ctx, config: config.monitoring });
     this.alerts = new Alerts(this, 'alerts', {
       ...ctx,
@@ -103,9 +123,9 @@ export class TwinReplicaStack extends TerraformStack {
       eventHubs: this.eventHubs,
       storage: this.storage,
       cosmos: this.cosmos,
-      vault: this.vault,
       iotHub: this.iotHub,
       telemetry: this.telemetry,
+      subscriptionId: client.subscriptionId,
     });
     if (config.grantDeployerSmokeAccess) {
       new DeployerSmokeAccess(this, 'deployer-smoke-access', {
@@ -125,12 +145,28 @@ export class TwinReplicaStack extends TerraformStack {
       iotHub: this.iotHub,
       telemetry: this.telemetry,
       tombstoneTtlSeconds: tombstoneTtlSeconds(config),
-      dependsOn: access.grants,
+      // In private mode the host reaches its storage only through the private endpoints.
+      dependsOn: [...access.grants, ...(this.network?.endpoints ?? [])],
+      integrationSubnetId: this.network?.integrationSubnet.id,
     });
     this.functionCode = new FunctionCode(this, 'function-code', {
       functionApp: this.functionApp,
       packageDir: props.functionsPackageDir,
       subscriptionId: client.subscriptionId,
+    });
+
+    this.audit = new AuditDiagnostics(this, 'audit', {
+      telemetry: this.telemetry,
+      cosmos: this.cosmos,
+      storage: this.storage,
+      iotHub: this.iotHub,
+      eventHubs: this.eventHubs,
+    });
+    this.protection = new EnvironmentProtection(this, 'protection', {
+      ...ctx,
+      config: config.protection,
+      lockTargets: { 'iot-hub': this.iotHub.hub, cosmos: this.cosmos.account, 'data-storage': this.storage.data },
+      keepTargets: [this.cosmos.database, this.cosmos.container],
     });
 
     const output = (id: string, value: string, description: string) =>
@@ -145,7 +181,6 @@ export class TwinReplicaStack extends TerraformStack {
     output('function_app_name', this.functionApp.app.name, 'Function app running syncTwins and verifyRepair');
     output('function_identity_client_id', functionIdentity.clientId, 'Client id of the function identity');
     output('dead_letter_blob_endpoint', `https://${this.storage.data.name}.blob.core.windows.net`, 'Blob endpoint holding dead letters and reports');
-    output('key_vault_uri', this.vault.vault.vaultUri, 'Key Vault URI (holds no secrets today)');
     output('app_insights_name', this.telemetry.appInsights.name, 'Application Insights resource');
   }
 }

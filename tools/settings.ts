@@ -1,6 +1,7 @@
 import type { TokenCredential } from '@azure/identity';
 import { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
 import { azureCredential, ConfigError, createCosmosClient, isLoopback, readSettings, type SyncSettings } from './configBridge';
+import { parseHubHost } from '../functions/src/replicaTools/twinQuery';
 
 /**
  * The tools read the same settings as the function app (COSMOS_*, DEADLETTER_*, AZURE_CLIENT_ID), plus
@@ -10,6 +11,8 @@ import { azureCredential, ConfigError, createCosmosClient, isLoopback, readSetti
 export function hubHostName(flag: string | undefined, env: NodeJS.ProcessEnv): string {
   const host = flag ?? env.IOTHUB_HOSTNAME;
   if (!host) throw new ConfigError('the hub is unknown: pass --hub <name>.azure-devices.net or set IOTHUB_HOSTNAME');
+  // Before any token is fetched: the hub token is only ever sent to <name>.azure-devices.net or loopback.
+  parseHubHost(host);
   return host;
 }
 

@@ -11,7 +11,8 @@ import { SyncEngine } from './sync/engine';
  * - COSMOS_ENDPOINT, COSMOS_DATABASE, COSMOS_CONTAINER: the replica container (created by the infra, never here).
  * - AZURE_CLIENT_ID: client id of the user-assigned managed identity (managed identity is the default auth).
  * - COSMOS_KEY: only for a local Cosmos-compatible server on a loopback address; refused for any other endpoint.
- * - DEADLETTER_BLOB_ENDPOINT + DEADLETTER_CONTAINER: dead letters in Blob Storage, with the managed identity.
+ * - DEADLETTER_BLOB_ENDPOINT + DEADLETTER_CONTAINER: dead letters in Blob Storage, with the managed identity
+ *   (an `https://<account>.blob.core.windows.net` endpoint, or loopback: see AZURE_HOST_SUFFIXES).
  * - DEADLETTER_CONNECTION_STRING: instead of the endpoint, for Azurite on loopback only.
  * - TOMBSTONE_TTL_SECONDS: per-item TTL of tombstones (Event Hub retention + 1 day); unset keeps them.
  * - SYNC_CONCURRENCY: point reads at once per invocation (default 16); a batch's writes go in one bulk call.
@@ -48,6 +49,33 @@ export function isLoopback(url: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
+/**
+ * Token audience: a Storage token (`https://storage.azure.com/.default`) is good on every storage account and
+ * an IoT Hub token (`https://iothubs.azure.net/.default`) on every hub, so a mistyped or planted endpoint
+ * would receive a token it could replay against ours. Bearer tokens go only to hosts under these suffixes
+ * (Azure public cloud: the token scopes above are the public cloud's too), or to a loopback stand-in.
+ */
+export const AZURE_HOST_SUFFIXES = {
+  iotHub: '.azure-devices.net',
+  blob: '.blob.core.windows.net',
+} as const;
+
+/** Refuses to send a bearer token to `host` unless it is loopback or an Azure host of the given kind. */
+export function assertTokenAudience(kind: keyof typeof AZURE_HOST_SUFFIXES, url: string, setting: string): void {
+  if (isLoopback(url)) return;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError(`${setting} is not a URL: ${JSON.stringify(url)}`);
+  }
+  const suffix = AZURE_HOST_SUFFIXES[kind];
+  const host = parsed.hostname.toLowerCase();
+  if (parsed.protocol !== 'https:' || !host.endsWith(suffix) || host.length === suffix.length || parsed.username || parsed.password) {
+    throw new ConfigError(`${setting} must be https://<name>${suffix} (or a loopback stand-in): a bearer token is sent there, got ${JSON.stringify(url)}`);
+  }
+}
+
 /** A positive number read from an app setting; undefined when unset. Whole numbers only unless `fractional`. */
 export function positiveSetting(env: Record<string, string | undefined>, name: string, opts: { fractional?: boolean } = {}): number | undefined {
   const raw = env[name];
@@ -76,6 +104,7 @@ export function readSettings(env: Record<string, string | undefined> = process.e
     attemptsEndpoint: env.SYNC_ATTEMPTS_BLOB_ENDPOINT || undefined,
     attemptsContainer: env.SYNC_ATTEMPTS_CONTAINER || 'sync-attempts',
   };
+  if (settings.deadLetterEndpoint) assertTokenAudience('blob', settings.deadLetterEndpoint, 'DEADLETTER_BLOB_ENDPOINT');
   if (settings.cosmosKey && !isLoopback(settings.cosmosEndpoint)) {
     throw new ConfigError('COSMOS_KEY is accepted only for a local server on a loopback endpoint; use the managed identity for Azure');
   }

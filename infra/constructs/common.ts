@@ -14,9 +14,7 @@ export const ROLES = {
   eventHubsDataReceiver: 'Azure Event Hubs Data Receiver',
   storageBlobDataOwner: 'Storage Blob Data Owner',
   storageBlobDataContributor: 'Storage Blob Data Contributor',
-  keyVaultSecretsUser: 'Key Vault Secrets User',
   iotHubTwinContributor: 'IoT Hub Twin Contributor',
-  iotHubDataReader: 'IoT Hub Data Reader',
   iotHubRegistryContributor: 'IoT Hub Registry Contributor',
   monitoringMetricsPublisher: 'Monitoring Metrics Publisher',
 } as const;
@@ -24,5 +22,4 @@ export const ROLES = {
 /** Cosmos DB built-in data-plane role definitions (not Azure RBAC roles). */
 export const COSMOS_DATA_ROLES = {
   reader: '00000000-0000-0000-0000-000000000001',
-  contributor: '00000000-0000-0000-0000-000000000002',
 } as const;

@@ -4,6 +4,7 @@ import { CosmosdbSqlDatabase } from '@cdktf/provider-azurerm/lib/cosmosdb-sql-da
 import { CosmosdbSqlContainer } from '@cdktf/provider-azurerm/lib/cosmosdb-sql-container';
 import type { CosmosConfig } from '../config.js';
 import type { StackContext } from './common.js';
+import type { ServiceKey } from './encryption.js';
 
 /**
  * Indexing policy of the replica container.
@@ -38,6 +39,10 @@ export const REPLICA_INDEXING_POLICY = {
 
 export interface CosmosReplicaProps extends StackContext {
   readonly config: CosmosConfig;
+  /** false in private network mode: only the private endpoint reaches the data plane. @default true */
+  readonly publicNetworkAccess?: boolean;
+  /** Option `customerManagedKeys`: encrypt with this key, reached with its identity. Set at creation only. */
+  readonly customerManagedKey?: ServiceKey;
 }
 
 /**
@@ -50,7 +55,8 @@ export interface CosmosReplicaProps extends StackContext {
  * Secure defaults: keys disabled for data access (`local_authentication_disabled`), so
  * only Entra ID identities with a data-plane role read or write; key metadata writes
  * (creating databases/containers through the SDK) off; TLS 1.2; continuous backup
- * (7 days, point-in-time restore).
+ * (point-in-time restore: 7 days, 30 in prod); public network access off in private mode,
+ * with no Azure-services bypass (nothing but the function writes here).
  */
 export class CosmosReplica extends Construct {
   readonly account: CosmosdbAccount;
@@ -74,9 +80,18 @@ export class CosmosReplica extends Construct {
       localAuthenticationDisabled: true,
       accessKeyMetadataWritesEnabled: false,
       minimalTlsVersion: 'Tls12',
-      publicNetworkAccessEnabled: true,
+      publicNetworkAccessEnabled: props.publicNetworkAccess ?? true,
+      networkAclBypassForAzureServices: false,
       automaticFailoverEnabled: false,
-      backup: { type: 'Continuous', tier: 'Continuous7Days' },
+      backup: { type: 'Continuous', tier: config.backupTier },
+      ...(props.customerManagedKey
+        ? {
+            keyVaultKeyId: props.customerManagedKey.keyUri,
+            identity: { type: 'UserAssigned', identityIds: [props.customerManagedKey.identity.id] },
+            defaultIdentityType: `UserAssignedIdentity=${props.customerManagedKey.identity.id}`,
+            dependsOn: [props.customerManagedKey.grant],
+          }
+        : {}),
       tags,
     });
 

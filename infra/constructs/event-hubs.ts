@@ -7,6 +7,11 @@ import type { StackContext } from './common.js';
 
 export interface EventHubsProps extends StackContext {
   readonly config: EventHubsConfig;
+  /**
+   * Private network mode: deny every network except trusted Microsoft services (IoT Hub routing,
+   * with a managed identity) and the private endpoint the function reads through. @default false
+   */
+  readonly firewall?: boolean;
 }
 
 /**
@@ -38,7 +43,13 @@ export class EventHubs extends Construct {
       maximumThroughputUnits: autoInflate ? config.autoInflateMaxThroughputUnits : undefined,
       localAuthenticationEnabled: false,
       minimumTlsVersion: '1.2',
+      // "Selected networks" with no IP or VNet rule plus the trusted-services exception: the setting Microsoft
+      // Learn gives for IoT Hub routing to an Event Hub behind a firewall (IoT Hub "virtual network support").
+      // Public access stays enabled at namespace level because that exception applies to selected networks.
       publicNetworkAccessEnabled: true,
+      networkRulesets: props.firewall
+        ? [{ defaultAction: 'Deny', publicNetworkAccessEnabled: true, trustedServiceAccessEnabled: true, ipRule: [], virtualNetworkRule: [] }]
+        : undefined,
       tags,
     });
 

@@ -26,6 +26,8 @@ export interface SyncFunctionAppProps extends StackContext {
   readonly tombstoneTtlSeconds: number;
   /** Grants the identity needs before the host starts. */
   readonly dependsOn: ITerraformDependable[];
+  /** Private network mode: the subnet (delegated to Microsoft.App/environments) the app's outbound traffic uses. */
+  readonly integrationSubnetId?: string;
 }
 
 /**
@@ -34,7 +36,12 @@ export interface SyncFunctionAppProps extends StackContext {
  * app settings.
  *
  * Secure defaults: HTTPS only, TLS 1.2 (site and SCM), basic-auth publishing off,
- * remote debugging off.
+ * remote debugging off. Inbound to the app itself is denied (`ip_restriction_default_action =
+ * Deny`, no allow rule): it has no HTTP trigger, and the Event Hubs trigger and timer are pulled
+ * by the host, not called in. The SCM (Kudu) site keeps its own rules (`scm_use_main_ip_restriction
+ * = false`, default Allow) because OneDeploy from the CI runner goes there; it accepts Entra ID
+ * tokens only, since basic-auth publishing is off. In private network mode the app's outbound
+ * traffic (all of it: `vnet_route_all_enabled`) goes through the integration subnet.
  *
  * Provider gaps worked around (azurerm 4.55):
  * - #29149 / #29693: the provider may write an `AzureWebJobsStorage` connection-string
@@ -110,7 +117,10 @@ export class SyncFunctionApp extends Construct {
       storageUserAssignedIdentityId: identity.id,
       identity: { type: 'UserAssigned', identityIds: [identity.id] },
       httpsOnly: true,
+      // Stays true: false would close the SCM site too (the provider sends one publicNetworkAccess for the
+      // site: function_app_flex_consumption_resource.go at v4.55.0), and with it OneDeploy from CI.
       publicNetworkAccessEnabled: true,
+      virtualNetworkSubnetId: props.integrationSubnetId,
       webdeployPublishBasicAuthenticationEnabled: false,
       clientCertificateEnabled: false,
       siteConfig: {
@@ -118,6 +128,10 @@ export class SyncFunctionApp extends Construct {
         scmMinimumTlsVersion: '1.2',
         remoteDebuggingEnabled: false,
         http2Enabled: true,
+        ipRestrictionDefaultAction: 'Deny',
+        scmUseMainIpRestriction: false,
+        scmIpRestrictionDefaultAction: 'Allow',
+        vnetRouteAllEnabled: props.integrationSubnetId !== undefined,
         // Not a credential: with local authentication off on Application Insights the
         // key inside only identifies the resource; ingestion needs the Entra ID token
         // configured by APPLICATIONINSIGHTS_AUTHENTICATION_STRING.

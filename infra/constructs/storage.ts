@@ -1,11 +1,44 @@
 import { Construct } from 'constructs';
 import { StorageAccount, type StorageAccountConfig } from '@cdktf/provider-azurerm/lib/storage-account';
 import { StorageContainer } from '@cdktf/provider-azurerm/lib/storage-container';
-import type { StorageConfig } from '../config.js';
+import { StorageManagementPolicy } from '@cdktf/provider-azurerm/lib/storage-management-policy';
+import type { BlobRetentionConfig, StorageConfig } from '../config.js';
+import { REDRIVEN_PREFIX } from '../../tools/redrive.js';
 import type { StackContext } from './common.js';
+import type { ServiceKey } from './encryption.js';
 
 export interface FunctionStorageProps extends StackContext {
   readonly config: StorageConfig;
+  /** false in private network mode: both accounts are reached through private endpoints only. @default true */
+  readonly publicNetworkAccess?: boolean;
+  /** Option `customerManagedKeys`: both accounts encrypt blobs with this key, reached with its identity. */
+  readonly customerManagedKey?: ServiceKey;
+}
+
+/**
+ * Lifecycle rules of the data account: raw device data is not kept forever. Prefixes are
+ * `<container>/<blob prefix>`; a blob matched by two delete rules goes at the earlier date, which is
+ * why config validation keeps redrivenDays <= deadLetterDays (the dead-letter rule also covers redriven/).
+ */
+export function retentionRules(names: { deadLetterContainer: string; reportsContainer: string }, retention: BlobRetentionConfig) {
+  const deleteAfter = (name: string, prefix: string, days: number) => ({
+    name,
+    enabled: true,
+    filters: { prefixMatch: [prefix], blobTypes: ['blockBlob'] },
+    actions: { baseBlob: { deleteAfterDaysSinceModificationGreaterThan: days } },
+  });
+  return [
+    deleteAfter('deadletters', `${names.deadLetterContainer}/`, retention.deadLetterDays),
+    deleteAfter('redriven', `${names.deadLetterContainer}/${REDRIVEN_PREFIX}`, retention.redrivenDays),
+    deleteAfter('reports', `${names.reportsContainer}/`, retention.reportDays),
+    {
+      // What an overwrite or a delete leaves behind while versioning is on.
+      name: 'previous-versions',
+      enabled: true,
+      filters: { blobTypes: ['blockBlob'] },
+      actions: { version: { deleteAfterDaysSinceCreation: retention.previousVersionDays } },
+    },
+  ];
 }
 
 /**
@@ -30,6 +63,7 @@ export class FunctionStorage extends Construct {
   readonly data: StorageAccount;
   readonly deadLetterContainer: StorageContainer;
   readonly reportsContainer: StorageContainer;
+  readonly retentionPolicy: StorageManagementPolicy;
 
   constructor(scope: Construct, id: string, props: FunctionStorageProps) {
     super(scope, id);
@@ -48,8 +82,18 @@ export class FunctionStorage extends Construct {
       crossTenantReplicationEnabled: false,
       localUserEnabled: false,
       sftpEnabled: false,
-      publicNetworkAccessEnabled: true,
+      publicNetworkAccessEnabled: props.publicNetworkAccess ?? true,
       tags,
+      ...(props.customerManagedKey
+        ? {
+            identity: { type: 'UserAssigned', identityIds: [props.customerManagedKey.identity.id] },
+            customerManagedKey: {
+              keyVaultKeyId: props.customerManagedKey.keyUri,
+              userAssignedIdentityId: props.customerManagedKey.identity.id,
+            },
+            dependsOn: [props.customerManagedKey.grant],
+          }
+        : {}),
     };
 
     this.host = new StorageAccount(this, 'host', { ...common, name: names.hostStorage });
@@ -77,6 +121,11 @@ export class FunctionStorage extends Construct {
       name: names.reportsContainer,
       storageAccountId: this.data.id,
       containerAccessType: 'private',
+    });
+
+    this.retentionPolicy = new StorageManagementPolicy(this, 'retention', {
+      storageAccountId: this.data.id,
+      rule: retentionRules(names, config.retention),
     });
   }
 }

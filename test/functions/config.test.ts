@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { BlobAttemptCounter } from '../../functions/src/adapters/attemptCounter';
 import { ConfigError, createAttemptCounter, createCosmosClient, isLoopback, readSettings } from '../../functions/src/config';
+import { parseHubHost } from '../../functions/src/replicaTools/twinQuery';
+import { verifyRepairDeps } from '../../functions/src/functions/verifyRepair';
+import { hubHostName } from '../../tools/settings';
 
 const base = {
   COSMOS_ENDPOINT: 'https://acct.documents.azure.com:443/',
@@ -71,5 +74,44 @@ describe('one CosmosClient per process', () => {
     const store = deps.engine.store as unknown as { container: { database: { client: unknown } } };
     expect(store.container.database.client).toBe(client);
     expect(sharedCosmosClient({ ...settings, cosmosEndpoint: 'https://127.0.0.1:18082' })).not.toBe(client);
+  });
+});
+
+describe('token audience: bearer tokens go only to Azure hosts of the right kind, or loopback', () => {
+  const blob = (url: string) => () => readSettings({ ...base, DEADLETTER_BLOB_ENDPOINT: url });
+  const hub = (host: string) => () => parseHubHost(host);
+
+  it('accepts the Azure blob endpoint and loopback stand-ins', () => {
+    for (const url of ['https://acct.blob.core.windows.net', 'https://acct.blob.core.windows.net/', 'https://ACCT.BLOB.CORE.WINDOWS.NET', 'http://127.0.0.1:10000/devstoreaccount1']) {
+      expect(blob(url), url).not.toThrow();
+    }
+  });
+
+  it('refuses any other blob endpoint: a Storage token is good on every account', () => {
+    for (const url of [
+      'https://acct.blob.core.windows.net.evil.com',
+      'https://evil.com/acct.blob.core.windows.net',
+      'http://acct.blob.core.windows.net',
+      'https://.blob.core.windows.net',
+      'https://user:pw@acct.blob.core.windows.net',
+      'https://acct.queue.core.windows.net',
+      'https://10.0.0.4',
+      'acct.blob.core.windows.net',
+    ]) {
+      expect(blob(url), url).toThrow(/DEADLETTER_BLOB_ENDPOINT/);
+    }
+  });
+
+  it('the function\'s hub host and the CLI\'s --hub accept only <name>.azure-devices.net or loopback', () => {
+    expect(hub('myhub.azure-devices.net')).not.toThrow();
+    expect(hub('127.0.0.1:8443')).not.toThrow();
+    expect(hub('localhost:8443')).not.toThrow();
+    for (const host of ['myhub.azure-devices.net.evil.com', 'evil.com', 'myhub.azure-devices.com', '10.1.2.3']) {
+      expect(hub(host), host).toThrow(/azure-devices\.net/);
+      expect(() => hubHostName(host, {}), host).toThrow(/azure-devices\.net/);
+      expect(() => hubHostName(undefined, { IOTHUB_HOSTNAME: host }), host).toThrow(/azure-devices\.net/);
+    }
+    expect(() => verifyRepairDeps({ ...base, IOTHUB_HOSTNAME: 'evil.com' })).toThrow(/azure-devices\.net/);
+    expect(hubHostName('myhub.azure-devices.net', {})).toBe('myhub.azure-devices.net');
   });
 });

@@ -49,16 +49,18 @@ describe('configuration validation', () => {
     expect(() => validateConfig(bad)).toThrow(message);
   });
 
-  it('enforces the prod rules: 7-day retention, purge protection, an alert recipient', () => {
+  it('enforces the prod rules: 7-day retention, 30-day backup, locks and deny policies, an alert recipient', () => {
     const weak = withOverrides(prod, {
       eventHubs: { ...prod.eventHubs, retentionDays: 1 },
-      keyVault: { ...prod.keyVault, purgeProtection: false },
+      cosmos: { ...prod.cosmos, backupTier: 'Continuous7Days' },
+      protection: { deleteLocks: false, denyLocalAuthPolicies: true },
       monitoring: { ...prod.monitoring, alertEmails: [] },
     });
     const problems = configProblems(weak);
     expect(problems).toEqual([
       'eventHubs.retentionDays must be 7 in prod (the replay window after an outage), got 1',
-      'keyVault.purgeProtection must be true in prod',
+      'cosmos.backupTier must be "Continuous30Days" in prod (30 days of point-in-time restore), got "Continuous7Days"',
+      'protection.deleteLocks and protection.denyLocalAuthPolicies must be true in prod',
       'monitoring.alertEmails must name at least one recipient in prod',
     ]);
   });
@@ -115,7 +117,7 @@ describe('resource names', () => {
   it('globally unique names differ between environments', () => {
     const a = resourceNames(dev);
     const b = resourceNames(prod);
-    for (const key of ['resourceGroup', 'iotHub', 'eventHubNamespace', 'cosmosAccount', 'keyVault', 'hostStorage', 'dataStorage', 'functionApp', 'logAnalytics', 'appInsights'] as const) {
+    for (const key of ['resourceGroup', 'iotHub', 'eventHubNamespace', 'cosmosAccount', 'hostStorage', 'dataStorage', 'functionApp', 'logAnalytics', 'appInsights'] as const) {
       expect(a[key], key).not.toBe(b[key]);
     }
   });
@@ -125,10 +127,10 @@ describe('resource names', () => {
   });
 
   it('names breaking a rule are reported with the rule', () => {
-    const names = { ...resourceNames(dev), hostStorage: 'st-Bad', keyVault: 'kv--double' };
+    const names = { ...resourceNames(dev), hostStorage: 'st-Bad', virtualNetwork: 'vnet-' };
     const problems = namingProblems(names);
     expect(problems).toEqual([
-      expect.stringContaining('keyVault name "kv--double" breaks the Azure rule: 3..24 characters'),
+      expect.stringContaining('virtualNetwork name "vnet-" breaks the Azure rule: 2..64 characters'),
       expect.stringContaining('hostStorage name "st-Bad" breaks the Azure rule: 3..24 characters, lowercase letters and digits only'),
     ]);
   });

@@ -34,7 +34,8 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
     expect(provider.storage_use_azuread).toBe(true);
     expect(provider.features[0].resource_group[0].prevent_deletion_if_contains_resources).toBe(true);
     expect(provider.features[0].application_insights[0].disable_generated_rule).toBe(true);
-    expect(provider.features[0].key_vault[0].purge_soft_delete_on_destroy).toBe(!cfg.keyVault.purgeProtection);
+    // No Key Vault any more (it held nothing): no key_vault feature block either.
+    expect(provider.features[0].key_vault).toBeUndefined();
   });
 
   it('stores state in an azurerm backend with Entra ID auth and one key per stack', () => {
@@ -173,7 +174,7 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
         minimal_tls_version: 'Tls12',
         consistency_policy: { consistency_level: 'Session' },
         geo_location: [{ location: '${azurerm_resource_group.rg.location}', failover_priority: 0, zone_redundant: cfg.cosmos.zoneRedundant }],
-        backup: { type: 'Continuous', tier: 'Continuous7Days' },
+        backup: { type: 'Continuous', tier: cfg.cosmos.backupTier },
       });
     });
 
@@ -216,39 +217,33 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
       );
     });
 
-    it('grants the function identity the built-in Data Contributor on the replica database', () => {
+    it('grants the function identity a custom data role on the replica container: read, query, create, replace; no delete', () => {
       const assignments = resources(s, 'azurerm_cosmosdb_sql_role_assignment');
       const fn = assignments.find((a) => a.principal_id === '${azurerm_user_assigned_identity.function-identity.principal_id}');
+      const container = `${ref(s, 'azurerm_cosmosdb_account', 'cosmos/account', 'id')}/dbs/${ref(s, 'azurerm_cosmosdb_sql_database', 'cosmos/database', 'name')}/colls/${ref(s, 'azurerm_cosmosdb_sql_container', 'cosmos/twins', 'name')}`;
       expect(fn).toMatchObject({
-        role_definition_id: `${ref(s, 'azurerm_cosmosdb_account', 'cosmos/account', 'id')}/sqlRoleDefinitions/00000000-0000-0000-0000-000000000002`,
-        scope: `${ref(s, 'azurerm_cosmosdb_account', 'cosmos/account', 'id')}/dbs/${ref(s, 'azurerm_cosmosdb_sql_database', 'cosmos/database', 'name')}`,
+        role_definition_id: ref(s, 'azurerm_cosmosdb_sql_role_definition', 'function-access/cosmos-replica-writer-role', 'id'),
+        scope: container,
       });
+      const definition = single(s, 'azurerm_cosmosdb_sql_role_definition');
+      expect(definition).toMatchObject({ type: 'CustomRole', assignable_scopes: [container] });
+      const actions: string[] = definition.permissions.flatMap((p: { data_actions: string[] }) => p.data_actions);
+      expect(actions.sort()).toEqual(
+        [
+          'Microsoft.DocumentDB/databaseAccounts/readMetadata',
+          'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/executeQuery',
+          'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/items/create',
+          'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/items/read',
+          'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/items/replace',
+        ].sort(),
+      );
+      expect(actions.some((a) => /delete|\*|upsert/.test(a))).toBe(false);
     });
   });
 
-  describe('Key Vault', () => {
-    it('uses RBAC, soft delete, purge protection as configured (on in prod)', () => {
-      const kv = single(s, 'azurerm_key_vault');
-      expect(kv).toMatchObject({
-        name: names.keyVault,
-        sku_name: 'standard',
-        rbac_authorization_enabled: true,
-        soft_delete_retention_days: cfg.keyVault.softDeleteRetentionDays,
-        purge_protection_enabled: cfg.keyVault.purgeProtection,
-        tenant_id: '${data.azurerm_client_config.current.tenant_id}',
-      });
-      expect(kv.access_policy).toBeUndefined();
-      if (envName === 'prod') expect(kv.purge_protection_enabled).toBe(true);
-    });
-
-    it('holds no secrets and is readable by the function identity', () => {
-      expect(resources(s, 'azurerm_key_vault_secret')).toHaveLength(0);
-      expect(role(s, 'key-vault-secrets-user')).toMatchObject({
-        role_definition_name: 'Key Vault Secrets User',
-        scope: ref(s, 'azurerm_key_vault', 'key-vault/vault', 'id'),
-        principal_id: '${azurerm_user_assigned_identity.function-identity.principal_id}',
-      });
-    });
+  it('has no Key Vault: nothing needs a secret, so no vault and no vault grant', () => {
+    expect(s.resource.azurerm_key_vault).toBeUndefined();
+    expect(resources(s, 'azurerm_role_assignment').filter((r) => /Key Vault/.test(r.role_definition_name ?? ''))).toEqual([]);
   });
 
   describe('storage', () => {
@@ -369,21 +364,35 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
       expect([...deps].sort()).toEqual(grants.sort());
     });
 
-    it('function identity roles: Event Hubs receiver, blob owner (host), blob contributor (data), IoT Hub data reader, metrics publisher', () => {
+    it('function identity roles: Event Hubs receiver, blob owner (host), blob contributor on two data containers, twin reader, metrics publisher', () => {
       const fn = '${azurerm_user_assigned_identity.function-identity.principal_id}';
       const grants = resources(s, 'azurerm_role_assignment')
         .filter((r) => r.principal_id === fn)
-        .map((r) => [r.role_definition_name, r.scope]);
+        .map((r) => [r.role_definition_name ?? r.role_definition_id, r.scope]);
       expect(grants.sort()).toEqual(
         [
           ['Azure Event Hubs Data Receiver', ref(s, 'azurerm_eventhub', '/hub', 'id')],
           ['Storage Blob Data Owner', ref(s, 'azurerm_storage_account', 'storage/host', 'id')],
-          ['Storage Blob Data Contributor', ref(s, 'azurerm_storage_account', 'storage/data', 'id')],
-          ['Key Vault Secrets User', ref(s, 'azurerm_key_vault', 'key-vault/vault', 'id')],
-          ['IoT Hub Data Reader', ref(s, 'azurerm_iothub', 'iot-hub/hub', 'id')],
+          ['Storage Blob Data Contributor', ref(s, 'azurerm_storage_container', 'storage/deadletters', 'resource_manager_id')],
+          ['Storage Blob Data Contributor', ref(s, 'azurerm_storage_container', 'storage/reports', 'resource_manager_id')],
+          [ref(s, 'azurerm_role_definition', 'function-access/twin-reader-role', 'role_definition_resource_id'), ref(s, 'azurerm_iothub', 'iot-hub/hub', 'id')],
           ['Monitoring Metrics Publisher', ref(s, 'azurerm_application_insights', 'telemetry/app-insights', 'id')],
         ].sort(),
       );
+      // Nothing at account scope on the data account, no IoT Hub built-in data role.
+      expect(grants.map(([, scope]) => scope)).not.toContain(ref(s, 'azurerm_storage_account', 'storage/data', 'id'));
+      expect(grants.map(([name]) => name)).not.toContain('IoT Hub Data Reader');
+    });
+
+    it('the twin reader is a custom role with twins/read only, assignable in the hub\'s resource group', () => {
+      const definition = single(s, 'azurerm_role_definition');
+      const hubRg = `/subscriptions/\${data.azurerm_client_config.current.subscription_id}/resourceGroups/${ref(s, 'azurerm_iothub', 'iot-hub/hub', 'resource_group_name')}`;
+      expect(definition).toMatchObject({
+        name: `twin-replica twin reader (${ref(s, 'azurerm_iothub', 'iot-hub/hub', 'name')})`,
+        scope: hubRg,
+        assignable_scopes: [hubRg],
+        permissions: [{ actions: [], data_actions: ['Microsoft.Devices/IotHubs/twins/read'] }],
+      });
     });
 
     it('grants the deploying identity what the smoke check needs', () => {
@@ -441,7 +450,7 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
     });
 
     it('exports Event Hubs metrics to the workspace for the lag alert', () => {
-      expect(single(s, 'azurerm_monitor_diagnostic_setting')).toMatchObject({
+      expect(byPath(s, 'azurerm_monitor_diagnostic_setting', 'alerts/event-hubs-metrics')).toMatchObject({
         target_resource_id: ref(s, 'azurerm_eventhub_namespace', '/namespace', 'id'),
         log_analytics_workspace_id: ref(s, 'azurerm_log_analytics_workspace', 'telemetry/workspace', 'id'),
         enabled_metric: [{ category: 'AllMetrics' }],
@@ -509,7 +518,6 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
         'function_app_name',
         'function_identity_client_id',
         'iot_hub_hostname',
-        'key_vault_uri',
         'resource_group_name',
       ].sort(),
     );

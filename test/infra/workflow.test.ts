@@ -15,6 +15,7 @@ interface Step {
 }
 interface Job {
   if?: string;
+  permissions?: Record<string, string>;
   needs?: string | string[];
   environment?: string;
   env?: Record<string, string>;
@@ -50,7 +51,7 @@ describe('.github/workflows/deploy.yml', () => {
   });
 
   it('signs in with OIDC only: id-token permission, ARM_USE_OIDC, no secrets', () => {
-    expect(workflow.permissions).toEqual({ contents: 'read', 'id-token': 'write' });
+    expect(workflow.permissions).toEqual({ contents: 'read' });
     expect(workflow.env.ARM_USE_OIDC).toBe('true');
     expect(text).not.toMatch(/secrets\./);
     expect(text).not.toMatch(/ARM_CLIENT_SECRET|client-secret|creds:/);
@@ -82,7 +83,14 @@ describe('.github/workflows/deploy.yml', () => {
 
   it('pull requests: test + synth, then cdktf diff for every stack; no deploy', () => {
     const test = commands().filter((c) => c.job === 'test').map((c) => c.command);
-    expect(test).toEqual(['npm ci', 'npm test', 'npm run synth']);
+    expect(test).toEqual([
+      'npm ci',
+      'npm audit signatures',
+      'npm audit --omit=dev --audit-level=high',
+      'npm audit --audit-level=critical',
+      'npm test',
+      'npm run synth',
+    ]);
     expect(jobs.diff.if).toBe("github.event_name == 'pull_request'");
     expect(jobs.diff.strategy?.matrix?.stack).toEqual(stacks);
     expect(jobs['deploy-dev'].if).toContain("github.event_name != 'pull_request'");
@@ -106,5 +114,59 @@ describe('.github/workflows/deploy.yml', () => {
     expect(workflow.env.CDKTF_CLI_VERSION).toBe('0.21.0');
     expect(workflow.env.TERRAFORM_VERSION).toMatch(/^\d+\.\d+\.\d+$/);
     expect(workflow.env.NODE_VERSION).toBe('22');
+  });
+
+  describe('hardening (docs/security.md, "CI")', () => {
+    const steps = Object.entries(jobs).flatMap(([job, body]) => body.steps.map((step) => ({ job, step })));
+
+    it('pins every action by a full commit SHA, with the release tag in a comment', () => {
+      const uses = steps.filter(({ step }) => step.uses).map(({ step }) => step.uses!);
+      expect(uses.length).toBeGreaterThan(0);
+      for (const u of uses) expect(u, u).toMatch(/^[\w.-]+\/[\w.-]+@[0-9a-f]{40}$/);
+      const lines = text.split('\n').filter((l) => /^\s*- uses: /.test(l));
+      for (const l of lines) expect(l, l).toMatch(/@[0-9a-f]{40} # v\d+\.\d+\.\d+$/);
+      // One SHA per action everywhere, so Dependabot moves them together.
+      const byAction = new Map<string, Set<string>>();
+      for (const u of uses) {
+        const [action, sha] = u.split('@');
+        byAction.set(action, (byAction.get(action) ?? new Set()).add(sha));
+      }
+      for (const [action, shas] of byAction) expect(shas.size, action).toBe(1);
+    });
+
+    it('Dependabot keeps the pinned actions and npm packages current', () => {
+      const dependabot = parse(readFileSync('.github/dependabot.yml', 'utf8'));
+      expect(dependabot.version).toBe(2);
+      const ecosystems = dependabot.updates.map((u: { 'package-ecosystem': string; directory: string }) => [u['package-ecosystem'], u.directory]);
+      expect(ecosystems).toEqual(expect.arrayContaining([['github-actions', '/'], ['npm', '/']]));
+    });
+
+    it('id-token: write only on the jobs that sign in to Azure; the token only reads everywhere', () => {
+      const signsIn = (body: Job) => Boolean(body.env?.ARM_CLIENT_ID) || body.steps.some((s) => s.uses?.startsWith('azure/login@'));
+      for (const [job, body] of Object.entries(jobs)) {
+        if (signsIn(body)) expect(body.permissions, job).toEqual({ contents: 'read', 'id-token': 'write' });
+        else expect(body.permissions?.['id-token'], job).toBeUndefined();
+      }
+      expect(jobs.test.permissions).toBeUndefined();
+      expect(Object.keys(jobs).filter((j) => signsIn(jobs[j])).sort()).toEqual(['deploy-dev', 'deploy-prod', 'diff']);
+    });
+
+    it('no checkout keeps the workflow token on disk', () => {
+      const checkouts = steps.filter(({ step }) => step.uses?.startsWith('actions/checkout@'));
+      expect(checkouts).toHaveLength(Object.keys(jobs).length);
+      for (const { job, step } of checkouts) expect(step.with?.['persist-credentials'], job).toBe(false);
+    });
+
+    it('the pull-request diff never takes the state lock: its identity can read state but not write it', () => {
+      expect(jobs.diff.env?.TF_CLI_ARGS_plan).toBe('-lock=false');
+      expect(jobs.diff.env?.ARM_CLIENT_ID).toBe('${{ vars.PLAN_ARM_CLIENT_ID }}');
+      expect(jobs.diff.environment).toBeUndefined();
+    });
+
+    it('audits dependencies before the tests run', () => {
+      const test = commands().filter((c) => c.job === 'test').map((c) => c.command);
+      expect(test.indexOf('npm audit signatures')).toBeLessThan(test.indexOf('npm test'));
+      expect(test).toContain('npm audit --omit=dev --audit-level=high');
+    });
   });
 });

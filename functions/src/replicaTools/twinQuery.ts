@@ -1,5 +1,5 @@
 import https from 'node:https';
-import { isLoopback } from '../config';
+import { assertTokenAudience, isLoopback } from '../config';
 import type { JsonObject } from '../sync/types';
 
 /**
@@ -154,7 +154,8 @@ export function parseRetryAfter(value: unknown, now = Date.now()): number | unde
 
 /**
  * Splits a hub host name that may carry a port. A port (or an IP address) is accepted only for a loopback
- * stand-in: the real hub is always `<name>.azure-devices.net` on 443.
+ * stand-in: the real hub is always `<name>.azure-devices.net` on 443, and only such a host (or loopback)
+ * is ever sent the IoT Hub bearer token (assertTokenAudience).
  */
 export function parseHubHost(hostName: string): { host: string; port?: number; loopback: boolean } {
   const m = /^([^:/]+)(?::(\d{1,5}))?$/.exec(hostName.trim());
@@ -163,6 +164,7 @@ export function parseHubHost(hostName: string): { host: string; port?: number; l
   const loopback = isLoopback(`https://${host}`);
   const port = m[2] === undefined ? undefined : Number(m[2]);
   if (port !== undefined && !loopback) throw new Error(`a port in the hub host name is accepted only for a loopback stand-in: ${hostName}`);
+  assertTokenAudience('iotHub', `https://${host}`, 'the hub host name');
   return { host, port, loopback };
 }
 

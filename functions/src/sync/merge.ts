@@ -5,6 +5,16 @@ export function isObject(value: unknown): value is JsonObject {
 }
 
 /**
+ * Every twin key is data, including `__proto__`, `constructor` and `toString` (IoT Hub accepts
+ * them as property names). Plain assignment `obj['__proto__'] = v` would set the prototype and
+ * drop the key, and `key in obj` sees inherited members: so keys are read with Object.hasOwn and
+ * written with defineProperty (an own, enumerable data property, as JSON.parse makes it).
+ */
+function setKey(obj: JsonObject, key: string, value: Json): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/**
  * JSON merge patch (RFC 7396), as IoT Hub applies twin patches: objects merge recursively, `null`
  * deletes a key, anything else replaces. Never mutates its inputs; unchanged subtrees are shared.
  * `deleted` collects the paths that a `null` removed (used to prune `$metadata`).
@@ -14,15 +24,15 @@ export function mergePatch(target: JsonObject | undefined, patch: JsonObject, de
   for (const key of Object.keys(patch)) {
     const value = patch[key];
     if (value === null) {
-      if (key in out) {
+      if (Object.hasOwn(out, key)) {
         delete out[key];
         deleted?.push([...path, key]);
       }
     } else if (isObject(value)) {
-      const current = out[key];
-      out[key] = mergePatch(isObject(current) ? current : undefined, value, deleted, [...path, key]);
+      const current = Object.hasOwn(out, key) ? out[key] : undefined;
+      setKey(out, key, mergePatch(isObject(current) ? current : undefined, value, deleted, [...path, key]));
     } else {
-      out[key] = value;
+      setKey(out, key, value);
     }
   }
   return out;
@@ -61,7 +71,7 @@ function collectValuePaths(patch: JsonObject, path: string[], out: string[][]): 
 /** Removes the entries of children (keys not starting with `$`) under the metadata node at `path`. */
 function removeChildren(obj: JsonObject, path: string[]): JsonObject {
   const [head, ...rest] = path;
-  const child = obj[head];
+  const child = Object.hasOwn(obj, head) ? obj[head] : undefined;
   if (!isObject(child)) return obj;
   if (rest.length > 0) {
     const next = removeChildren(child, rest);
@@ -74,14 +84,14 @@ function removeChildren(obj: JsonObject, path: string[]): JsonObject {
 
 function removePath(obj: JsonObject, path: string[]): JsonObject {
   const [head, ...rest] = path;
-  if (!(head in obj)) return obj;
+  if (!Object.hasOwn(obj, head)) return obj;
   const copy = { ...obj };
   if (rest.length === 0) {
     delete copy[head];
   } else {
     const child = copy[head];
     if (!isObject(child)) return obj;
-    copy[head] = removePath(child, rest);
+    setKey(copy, head, removePath(child, rest));
   }
   return copy;
 }
@@ -95,5 +105,5 @@ export function jsonEqual(a: Json | undefined, b: Json | undefined): boolean {
   const ak = Object.keys(a);
   const bo = b as JsonObject;
   if (ak.length !== Object.keys(bo).length) return false;
-  return ak.every((k) => k in bo && jsonEqual(a[k], bo[k]));
+  return ak.every((k) => Object.hasOwn(bo, k) && jsonEqual(a[k], bo[k]));
 }
