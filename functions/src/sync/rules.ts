@@ -76,7 +76,7 @@ function tombstone(key: DocKey, ts: string | undefined, version: number | undefi
  * left out: it travels on its own route and says nothing about which incarnation the twin content is.
  */
 function newestTwinChange(doc: TwinDoc): string | undefined {
-  return maxTimestamp(doc.replica.createdAt, doc.replica.updatedAt);
+  return maxTimestamp(maxTimestamp(doc.replica.createdAt, doc.replica.updatedAt), doc.replica.snapshotAt);
 }
 
 /** The previous document when its connection state is newer than `ts` (so a new incarnation keeps it). */
@@ -99,10 +99,13 @@ function startIncarnation(event: TwinEvent, previous: TwinDoc | undefined, optio
       doc.replica = { updatedAt: ts, versionAt: ts };
       return prune(doc);
     }
-    case 'snapshot':
-      // A snapshot's ts is the backfill machine's clock: it may order against a tombstone, but it is not
-      // recorded as a hub operation time, so clock skew cannot make a later hub delete look stale.
-      return fromFullTwin(key, event.twin, event.version, undefined);
+    case 'snapshot': {
+      // The tools date a snapshot before the read (query lag / clock-skew allowance subtracted), so a hub
+      // delete made after the read stays newer than `snapshotAt`.
+      const doc = fromFullTwin(key, event.twin, event.version, carriedConnection(previous, ts));
+      if (ts !== undefined) doc.replica = { snapshotAt: ts };
+      return doc;
+    }
     case 'update': {
       const doc = baseDoc(key);
       doc.version = event.version;
@@ -163,6 +166,10 @@ export function applyEvent(doc: TwinDoc | undefined, event: TwinEvent, options: 
 
   const createdAt = doc.replica.createdAt;
   if (ts !== undefined && createdAt !== undefined && ts < createdAt) return stale; // from an earlier incarnation
+  // The document holds the hub's state at `snapshotAt`: a twin change from then or before is already in it
+  // (or belongs to an earlier incarnation), so it cannot roll the document back.
+  const snapshotAt = doc.replica.snapshotAt;
+  if (event.kind !== 'connection' && ts !== undefined && snapshotAt !== undefined && ts <= snapshotAt) return stale;
 
   switch (event.kind) {
     case 'connection': {
@@ -214,9 +221,20 @@ export function applyEvent(doc: TwinDoc | undefined, event: TwinEvent, options: 
       if (doc.version !== undefined && event.version <= doc.version) return restarted(doc, event, options) ?? stale;
       return applied(withContent(doc, fromFullTwin(event.key, event.twin, event.version, doc), ts, {}));
     case 'snapshot': {
-      const fills = doc.replica.partial === true && doc.version !== undefined && event.version === doc.version;
-      if (doc.version !== undefined && event.version <= doc.version && !fills) return stale;
-      return applied(withContent(doc, fromFullTwin(event.key, event.twin, event.version, doc), undefined, {}));
+      if (event.confirmed) {
+        // Read by id, the latest state at `ts`: it replaces a document that reflects nothing newer.
+        const newest = maxTimestamp(newestTwinChange(doc), doc.replica.versionAt);
+        if (ts === undefined || (newest !== undefined && newest > ts)) return stale;
+        // A lower version than ours: the hub's twin is a newer incarnation (versions never fall within one).
+        if (doc.version !== undefined && event.version < doc.version) return applied(startIncarnation(event, doc, options));
+      } else {
+        const fills = doc.replica.partial === true && doc.version !== undefined && event.version === doc.version;
+        if (doc.version !== undefined && event.version <= doc.version && !fills) return stale;
+      }
+      const next = withContent(doc, fromFullTwin(event.key, event.twin, event.version, doc), undefined, {});
+      const at = maxTimestamp(doc.replica.snapshotAt, ts);
+      if (at !== undefined) next.replica.snapshotAt = at;
+      return applied(next);
     }
   }
 }

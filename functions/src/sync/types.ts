@@ -16,6 +16,11 @@ export interface ReplicaMeta {
   updatedAt?: string;
   /** Operation timestamp of the change that set `version`; absent when unknown (a backfill snapshot). */
   versionAt?: string;
+  /**
+   * Time of the newest snapshot applied: the hub state at that time is what the document holds, so no
+   * twin change at or before it (a redrive, a late delivery, an earlier incarnation's event) may change it.
+   */
+  snapshotAt?: string;
   /** Tombstones: operation timestamp of the deletion. */
   deletedAt?: string;
   /** Set while the document was built from changes alone (the device predates the replica): a backfill completes it. */
@@ -62,8 +67,14 @@ export type TwinEvent =
   | (EventBase & { kind: 'update'; version: number; patch: TwinSections })
   | (EventBase & { kind: 'delete'; version?: number })
   | (EventBase & { kind: 'connection'; state: 'Connected' | 'Disconnected'; sequenceNumber: string })
-  /** A full twin read from the hub's twin query by the backfill / verify tools; `ts` is when the page was requested. */
-  | (EventBase & { kind: 'snapshot'; version: number; twin: JsonObject });
+  /**
+   * A full twin read from the hub by the backfill / verify tools; `ts` is the time it describes (every hub
+   * change up to `ts` is in it). `confirmed`: read by id (GET /twins/{id}), which IoT Hub answers with the
+   * latest state; such a snapshot replaces a document that reflects nothing newer than `ts`, whatever its
+   * version (the document then holds an earlier incarnation). Without it (a twin query row, which may lag
+   * or be a ghost) versions decide.
+   */
+  | (EventBase & { kind: 'snapshot'; version: number; twin: JsonObject; confirmed?: true });
 
 export type DeadLetterReason =
   | 'malformed-body'
