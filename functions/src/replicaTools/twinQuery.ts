@@ -1,12 +1,18 @@
 import https from 'node:https';
 import { assertTokenAudience, isLoopback } from '../config';
-import type { JsonObject } from '../sync/types';
+import type { DocKey, JsonObject } from '../sync/types';
 
 /**
- * The IoT Hub twin query (POST /devices/query, api-version 2021-04-12), reduced to one page call. The
- * tools read it with the official SDK (azure-iothub); the timer function, whose bundle has no room for
- * the SDK, with {@link RestTwinQuery}. Pacing, throttling back-off and retries live in {@link QueryPager},
- * shared by both.
+ * The IoT Hub twin query (POST /devices/query, api-version 2021-04-12), reduced to one page call, and the
+ * twin read by id (GET /twins/{id}, GET /twins/{id}/modules/{mid}). The tools use the official SDK
+ * (azure-iothub Registry.createQuery / getTwin / getModuleTwin); the timer function, whose bundle has no
+ * room for the SDK, {@link RestTwinQuery}. Pacing, throttling back-off and retries live in
+ * {@link QueryPager}, shared by both.
+ *
+ * Why both calls: query results are eventually consistent ("delays of up to 30 minutes should be
+ * tolerated"; Microsoft Learn, "Queries for IoT Hub device and module twins") and `devices.modules` rows of
+ * deleted modules have been served for weeks (Azure/azure-iot-sdk-csharp#525), while a read by id returns
+ * the twin's latest state. The scan finds candidates with the query; only a read by id decides a repair.
  */
 export interface TwinQueryPage {
   items: JsonObject[];
@@ -15,7 +21,15 @@ export interface TwinQueryPage {
 }
 
 export interface TwinQuery {
-  page(sql: string, continuation: string | undefined, pageSize: number): Promise<TwinQueryPage>;
+  page(sql: string, continuation: string | undefined, pageSize: number, signal?: AbortSignal): Promise<TwinQueryPage>;
+  /** The twin as the hub holds it now, or undefined when the hub answers 404 (no such device or module). */
+  twin(key: DocKey, signal?: AbortSignal): Promise<JsonObject | undefined>;
+}
+
+/** The REST path of a twin read by id (azure-iothub Registry.getTwin / getModuleTwin build the same). */
+export function twinPath(key: DocKey): string {
+  const device = `/twins/${encodeURIComponent(key.deviceId)}`;
+  return key.moduleId === undefined ? device : `${device}/modules/${encodeURIComponent(key.moduleId)}`;
 }
 
 export const IOTHUB_API_VERSION = '2021-04-12';
@@ -36,13 +50,26 @@ export class TwinQueryError extends Error {
   }
 }
 
+/**
+ * The hub refused a continuation token (400 on a page that carried one: the token expired, or it belongs
+ * to another query). The query must start again from its first page.
+ */
+export class ContinuationRejected extends TwinQueryError {
+  constructor(message: string, status?: number) {
+    super(message, status);
+    this.name = 'ContinuationRejected';
+  }
+}
+
 export interface PagerOptions {
   /**
-   * Page requests per minute this run may use. IoT Hub S1/S2 allow 20 queries per minute per unit (shared
-   * with every other caller of the hub's query API): the default leaves headroom on a one-unit hub.
+   * Page requests per minute this run may use. IoT Hub S1/S2 allow 20 queries per minute per unit, S3
+   * 1,000 (shared with every other caller of the hub's query API): see {@link hubBudgets}.
    * @default 15
    */
   queriesPerMinute?: number;
+  /** Twin reads by id per second this run may use (see {@link hubBudgets}). @default 10 */
+  twinReadsPerSecond?: number;
   /** Tries per page for throttling and transient errors before the run fails. @default 8 */
   maxAttempts?: number;
   /** First back-off after a 429 (doubles each time, ±20% jitter, capped at maxBackoffMs). @default 5000 */
@@ -58,27 +85,48 @@ export interface PagerOptions {
 }
 
 export interface PagerStats {
+  /** Query page requests (every attempt). */
   requests: number;
+  /** Twin reads by id (every attempt). */
+  twinReads: number;
   throttled: number;
   retries: number;
   waitedMs: number;
 }
 
-/** Paces page requests to a per-minute budget and backs off on 429 / transient errors. */
+/**
+ * IoT Hub operation throttles per tier (Microsoft Learn, "IoT Hub quotas and throttling"): queries (device
+ * and module) 20/min/unit on Free/B1/S1 and B2/S2, 1,000/min/unit on B3/S3; device twin reads 100/sec on
+ * Free/S1, the higher of 100/sec or 10/sec/unit on S2, 500/sec/unit on S3. `share` is the part this run
+ * takes, leaving the rest to the hub's other callers. An unknown tier gets the smallest budget.
+ */
+export function hubBudgets(sku: string | undefined, units = 1, share = 0.5): { queriesPerMinute: number; twinReadsPerSecond: number } {
+  const tier = (sku ?? '').toUpperCase();
+  const u = Math.max(1, Math.floor(units));
+  const queries = /^[BS]3$/.test(tier) ? 1000 * u : 20 * u;
+  const reads = tier === 'S3' || tier === 'B3' ? 500 * u : tier === 'S2' || tier === 'B2' ? Math.max(100, 10 * u) : 100;
+  return { queriesPerMinute: Math.max(1, Math.floor(queries * share)), twinReadsPerSecond: Math.max(1, Math.floor(reads * share)) };
+}
+
+/** Paces page requests and twin reads to their budgets and backs off on 429 / transient errors. */
 export class QueryPager {
-  readonly stats: PagerStats = { requests: 0, throttled: 0, retries: 0, waitedMs: 0 };
-  private readonly intervalMs: number;
+  readonly stats: PagerStats = { requests: 0, twinReads: 0, throttled: 0, retries: 0, waitedMs: 0 };
+  private readonly queryIntervalMs: number;
+  private readonly readIntervalMs: number;
   private readonly maxAttempts: number;
   private readonly backoffMs: number;
   private readonly maxBackoffMs: number;
   private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   private readonly now: () => number;
-  private lastRequestAt = -Infinity;
+  private readonly last = { query: -Infinity, read: -Infinity };
 
   constructor(private readonly query: TwinQuery, private readonly options: PagerOptions = {}) {
     const rate = options.queriesPerMinute ?? 15;
     if (!(rate > 0)) throw new RangeError(`queriesPerMinute must be positive, got ${rate}`);
-    this.intervalMs = 60_000 / rate;
+    const reads = options.twinReadsPerSecond ?? 10;
+    if (!(reads > 0)) throw new RangeError(`twinReadsPerSecond must be positive, got ${reads}`);
+    this.queryIntervalMs = 60_000 / rate;
+    this.readIntervalMs = 1_000 / reads;
     this.maxAttempts = Math.max(1, options.maxAttempts ?? 8);
     this.backoffMs = options.backoffMs ?? 5_000;
     this.maxBackoffMs = options.maxBackoffMs ?? 60_000;
@@ -86,23 +134,47 @@ export class QueryPager {
     this.now = options.now ?? Date.now;
   }
 
+  get signal(): AbortSignal | undefined {
+    return this.options.signal;
+  }
+
   /**
-   * Requests one page. `beforeSend` runs right before each attempt is sent (after any wait): the caller
-   * takes the snapshot time there, so a change the hub makes after the read is newer than the snapshot.
+   * Requests one page. `beforeSend` runs right before each attempt is sent (after any wait). A 400 on a page
+   * that carried a continuation is a {@link ContinuationRejected}.
    */
   async page(sql: string, continuation: string | undefined, pageSize: number, beforeSend?: () => void): Promise<TwinQueryPage> {
+    try {
+      return await this.attempt('query', beforeSend, (signal) => this.query.page(sql, continuation, pageSize, signal));
+    } catch (err) {
+      if (continuation !== undefined && err instanceof TwinQueryError && err.status === 400) throw new ContinuationRejected(err.message, err.status);
+      throw err;
+    }
+  }
+
+  /**
+   * Reads one twin by id: undefined when the hub answers 404. `beforeSend` runs right before each attempt:
+   * the caller dates the read there (everything the hub did before that moment is in the answer).
+   */
+  twin(key: DocKey, beforeSend?: () => void): Promise<JsonObject | undefined> {
+    return this.attempt('read', beforeSend, (signal) => this.query.twin(key, signal));
+  }
+
+  private async attempt<T>(lane: 'query' | 'read', beforeSend: (() => void) | undefined, call: (signal?: AbortSignal) => Promise<T>): Promise<T> {
+    const what = lane === 'query' ? 'twin query' : 'twin read';
     for (let attempt = 1; ; attempt++) {
-      await this.pace();
+      await this.pace(lane);
       beforeSend?.();
-      this.lastRequestAt = this.now();
-      this.stats.requests++;
+      this.last[lane] = this.now();
+      if (lane === 'query') this.stats.requests++;
+      else this.stats.twinReads++;
       try {
-        return await this.query.page(sql, continuation, pageSize);
+        return await call(this.options.signal);
       } catch (err) {
+        this.options.signal?.throwIfAborted();
         const e = err instanceof TwinQueryError ? err : new TwinQueryError((err as Error)?.message ?? String(err));
         if (e.throttled) this.stats.throttled++;
         if (!e.transient || attempt >= this.maxAttempts) {
-          throw new TwinQueryError(`twin query failed after ${attempt} attempt(s)${e.status ? ` (HTTP ${e.status})` : ''}: ${e.message}`, e.status, e.retryAfterMs);
+          throw new TwinQueryError(`${what} failed after ${attempt} attempt(s)${e.status ? ` (HTTP ${e.status})` : ''}: ${e.message}`, e.status, e.retryAfterMs);
         }
         this.stats.retries++;
         const exp = Math.min(this.maxBackoffMs, this.backoffMs * 2 ** (attempt - 1));
@@ -113,11 +185,12 @@ export class QueryPager {
     }
   }
 
-  private async pace(): Promise<void> {
+  private async pace(lane: 'query' | 'read'): Promise<void> {
     this.options.signal?.throwIfAborted();
-    const due = this.lastRequestAt + this.intervalMs - this.now();
+    const interval = lane === 'query' ? this.queryIntervalMs : this.readIntervalMs;
+    const due = this.last[lane] + interval - this.now();
     if (due > 0) {
-      this.options.onWait?.(due, 'pace');
+      if (lane === 'query') this.options.onWait?.(due, 'pace');
       await this.wait(due);
     }
   }
@@ -175,7 +248,7 @@ export interface RestTwinQueryOptions {
   getToken: () => Promise<string>;
   /** Extra trusted CA (PEM) — only for a loopback stand-in with a self-signed certificate. */
   ca?: string | Buffer;
-  /** @default 60000 */
+  /** Time allowed for one request, answer included. @default 60000 */
   timeoutMs?: number;
 }
 
@@ -193,30 +266,10 @@ export class RestTwinQuery implements TwinQuery {
     this.agent = new https.Agent({ keepAlive: true, ...(options.ca !== undefined ? { ca: options.ca } : {}) });
   }
 
-  async page(sql: string, continuation: string | undefined, pageSize: number): Promise<TwinQueryPage> {
-    const token = await this.options.getToken();
-    const body = JSON.stringify({ query: sql });
-    const headers: Record<string, string> = {
-      authorization: `Bearer ${token}`,
-      'content-type': 'application/json; charset=utf-8',
-      'content-length': String(Buffer.byteLength(body)),
-      'x-ms-max-item-count': String(pageSize),
-    };
+  async page(sql: string, continuation: string | undefined, pageSize: number, signal?: AbortSignal): Promise<TwinQueryPage> {
+    const headers: Record<string, string> = { 'x-ms-max-item-count': String(pageSize) };
     if (continuation) headers['x-ms-continuation'] = continuation;
-    const res = await new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }>((resolve, reject) => {
-      const req = https.request(
-        { host: this.host, port: this.port, method: 'POST', path: `/devices/query?api-version=${IOTHUB_API_VERSION}`, headers, agent: this.agent, timeout: this.options.timeoutMs ?? 60_000 },
-        (r) => {
-          const chunks: Buffer[] = [];
-          r.on('data', (c: Buffer) => chunks.push(c));
-          r.on('end', () => resolve({ status: r.statusCode ?? 0, headers: r.headers, text: Buffer.concat(chunks).toString('utf8') }));
-          r.on('error', reject);
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error('twin query timed out')));
-      req.on('error', (err) => reject(new TwinQueryError(`twin query request failed: ${err.message}`)));
-      req.end(body);
-    });
+    const res = await this.request('POST', '/devices/query', headers, JSON.stringify({ query: sql }), signal);
     if (res.status !== 200) {
       throw new TwinQueryError(`twin query answered ${res.status}: ${res.text.slice(0, 300)}`, res.status, parseRetryAfter(res.headers['retry-after']));
     }
@@ -224,6 +277,45 @@ export class RestTwinQuery implements TwinQuery {
     if (!Array.isArray(items)) throw new TwinQueryError('twin query answered something other than a JSON array', res.status);
     const next = res.headers['x-ms-continuation'];
     return { items: items as JsonObject[], continuation: typeof next === 'string' && next !== '' ? next : undefined };
+  }
+
+  async twin(key: DocKey, signal?: AbortSignal): Promise<JsonObject | undefined> {
+    const res = await this.request('GET', twinPath(key), {}, undefined, signal);
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) {
+      throw new TwinQueryError(`twin read answered ${res.status}: ${res.text.slice(0, 300)}`, res.status, parseRetryAfter(res.headers['retry-after']));
+    }
+    const twin = JSON.parse(res.text) as unknown;
+    if (twin === null || typeof twin !== 'object' || Array.isArray(twin)) throw new TwinQueryError('twin read answered something other than a JSON object', res.status);
+    return twin as JsonObject;
+  }
+
+  /** One request; `timeoutMs` bounds the whole exchange, `signal` (the run's deadline) aborts it. */
+  private async request(method: 'GET' | 'POST', path: string, extra: Record<string, string>, body: string | undefined, signal?: AbortSignal): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
+    const token = await this.options.getToken();
+    const headers: Record<string, string> = { authorization: `Bearer ${token}`, ...extra };
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json; charset=utf-8';
+      headers['content-length'] = String(Buffer.byteLength(body));
+    }
+    const timeoutMs = this.options.timeoutMs ?? 60_000;
+    const bounded = signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs);
+    return new Promise((resolve, reject) => {
+      const req = https.request(
+        { host: this.host, port: this.port, method, path: `${path}?api-version=${IOTHUB_API_VERSION}`, headers, agent: this.agent, signal: bounded },
+        (r) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (c: Buffer) => chunks.push(c));
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, headers: r.headers, text: Buffer.concat(chunks).toString('utf8') }));
+          r.on('error', reject);
+        },
+      );
+      req.on('error', (err) => {
+        if (signal?.aborted) return reject(signal.reason);
+        reject(new TwinQueryError(`${method} ${path} failed: ${bounded.aborted ? `no answer within ${timeoutMs} ms` : err.message}`));
+      });
+      req.end(body);
+    });
   }
 
   close(): void {
