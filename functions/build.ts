@@ -10,6 +10,7 @@ import { build } from 'esbuild';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { FUNCTION_TIMEOUT } from './src/functions/timeouts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -50,6 +51,8 @@ export const EVENT_HUBS_HOST_SETTINGS = {
 
 export const HOST_JSON = {
   version: '2.0',
+  // Explicit, above the verifyRepair timer's own deadline (VERIFY_MAX_MINUTES, checked against it).
+  functionTimeout: FUNCTION_TIMEOUT,
   extensionBundle: {
     id: 'Microsoft.Azure.Functions.ExtensionBundle',
     version: '[4.*, 5.0.0)',

@@ -42,13 +42,15 @@ function scanOptions(cmd: Command): Command {
   return cmd
     .option('--hub <hostName>', 'IoT hub host name, <name>.azure-devices.net (default: $IOTHUB_HOSTNAME)')
     .option('--page-size <n>', 'twins per query page (x-ms-max-item-count)', positiveInt, 100)
-    .option('--units <n>', 'IoT Hub units: the query budget is 20 queries/min per unit (S1/S2); 3/4 of it is used', positiveInt, 1)
-    .option('--rate <perMinute>', 'page requests per minute (overrides --units)', positiveNumber)
-    .option('--query-lag <seconds>', 'allowance for twin query results lagging the hub (dates snapshots and repair deletions conservatively)', nonNegative, DEFAULT_QUERY_LAG_MS / 1000);
+    .option('--tier <sku>', 'IoT Hub tier (F1, B1-B3, S1-S3): with --units sets the throttle budgets (queries 20/min/unit, 1,000 on S3; twin reads 100/s, 500/s/unit on S3); 3/4 of them is used', 'S1')
+    .option('--units <n>', 'IoT Hub units', positiveInt, 1)
+    .option('--rate <perMinute>', 'page requests per minute (overrides --tier/--units)', positiveNumber)
+    .option('--read-rate <perSecond>', 'twin reads by id per second (overrides --tier/--units)', positiveNumber)
+    .option('--query-lag <seconds>', 'backfill: allowance for twin query results lagging the hub (a snapshot is dated page request time minus it)', nonNegative, DEFAULT_QUERY_LAG_MS / 1000);
 }
 
 function scanFlags(o: Record<string, unknown>): ScanFlags {
-  return { pageSize: o.pageSize as number, units: o.units as number, rate: o.rate as number | undefined, queryLagSeconds: o.queryLag as number };
+  return { pageSize: o.pageSize as number, tier: o.tier as string, units: o.units as number, rate: o.rate as number | undefined, readRate: o.readRate as number | undefined, queryLagSeconds: o.queryLag as number };
 }
 
 interface Io {
@@ -110,8 +112,8 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       }
     });
 
-  scanOptions(program.command('verify').description('Compare the hub with the replica: missing, extra (deleted on the hub), stale (older version) and partial documents, with counts and samples.'))
-    .option('--repair', 'fix what differs through the same guards (a twin created or changed during the scan is left alone)', false)
+  scanOptions(program.command('verify').description('Compare the hub with the replica: the twin query (ids and versions only) nominates differences, a read of each twin by id confirms them: missing, extra (404 on the hub), stale, ahead of the hub (an earlier incarnation), partial, unrouted fields (status, capabilities...).'))
+    .option('--repair', 'fix what a read by id confirmed, through the same guards (a twin changed after that read is left alone)', false)
     .option('--samples <n>', 'samples per kind of discrepancy', positiveInt, 10)
     .action(async (o: Record<string, unknown>, cmd: Command) => {
       const hub = hubHostName(o.hub as string | undefined, io.env);
@@ -125,11 +127,15 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
         `missing ${report.missing.count}${samples(report.missing.samples)}`,
         `extra ${report.extra.count}${samples(report.extra.samples)}`,
         `stale ${report.stale.count}${samples(report.stale.samples)}`,
+        `ahead of the hub (earlier incarnation) ${report.aheadOfHub.count}${samples(report.aheadOfHub.samples)}`,
         `partial ${report.partial.count}${samples(report.partial.samples)}`,
+        `unrouted fields (status, capabilities...) ${report.unrouted.count}${samples(report.unrouted.samples)}`,
+        `not confirmed by the read by id: ${report.lagging} lagging rows, ${report.ghostRows} rows of deleted twins`,
         ...(report.repaired ? [`repaired ${report.repaired.applied}, left alone (changed during the scan) ${report.repaired.skipped}, dead-lettered ${report.repaired.deadLettered}`] : []),
-        `remaining ${report.remaining}; hub queries ${report.query.requests} (${report.query.throttled} throttled); ${(report.durationMs / 1000).toFixed(1)} s`,
+        `remaining ${report.remaining}; hub queries ${report.query.requests}, twin reads ${report.query.twinReads} (${report.query.throttled} throttled); ${(report.durationMs / 1000).toFixed(1)} s`,
+        ...(report.error ? [`stopped by an error: ${report.error}`] : report.stoppedBy ? [`stopped (${report.stoppedBy}) before the end of the hub: replica documents the scan did not list were not judged`] : []),
       ].join('\n'));
-      setExit(report.remaining > 0 ? EXIT.remaining : EXIT.ok);
+      setExit(report.stoppedBy === 'interrupted' ? EXIT.interrupted : report.stoppedBy ? EXIT.failed : report.remaining > 0 ? EXIT.remaining : EXIT.ok);
     });
 
   program.command('redrive')

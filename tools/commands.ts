@@ -1,7 +1,7 @@
 import type { Container } from '@azure/cosmos';
 import { stripSystemFields } from '../functions/src/adapters/cosmosStore';
 import { runBackfill, runVerify, CosmosReplicaIndex, DEFAULT_QUERY_LAG_MS, type BackfillReport, type ReplicaIndex, type VerifyReport } from '../functions/src/replicaTools/scan';
-import { QueryPager, type PagerOptions, type TwinQuery } from '../functions/src/replicaTools/twinQuery';
+import { hubBudgets, QueryPager, type PagerOptions, type TwinQuery } from '../functions/src/replicaTools/twinQuery';
 import type { SyncEngine } from '../functions/src/sync/engine';
 import { encodeDocId } from '../functions/src/sync/ids';
 import type { DocKey, TwinDoc } from '../functions/src/sync/types';
@@ -9,18 +9,23 @@ import { loadBackfillState, removeBackfillState, saveBackfillState } from './bac
 import type { Progress } from './progress';
 import { redrive, type DeadLetterStore, type RedriveFilter, type RedriveReport } from './redrive';
 
-/** S1/S2: 20 twin queries per minute per unit; the tools use three quarters of it unless told otherwise. */
-export const QUERIES_PER_MINUTE_PER_UNIT = 20;
+/** The part of the hub's throttle budgets (see hubBudgets) an operator's tool run takes. */
+export const TOOL_BUDGET_SHARE = 0.75;
 
-export function queryBudget(opts: { units?: number; rate?: number }): number {
+/** Page requests per minute: --rate, else three quarters of the tier's query throttle for --units. */
+export function queryBudget(opts: { units?: number; rate?: number; tier?: string }): number {
   if (opts.rate !== undefined) return opts.rate;
-  return Math.max(1, Math.floor(QUERIES_PER_MINUTE_PER_UNIT * (opts.units ?? 1) * 0.75));
+  return hubBudgets(opts.tier ?? 'S1', opts.units ?? 1, TOOL_BUDGET_SHARE).queriesPerMinute;
 }
 
 export interface ScanFlags {
   pageSize?: number;
+  /** IoT Hub tier (S1, S2, S3, B1...): sets the throttle budgets with `units`. @default S1 */
+  tier?: string;
   units?: number;
   rate?: number;
+  /** Twin reads by id per second (overrides the tier's budget). */
+  readRate?: number;
   queryLagSeconds?: number;
   /** Pager tuning (back-off) for tests and unusual hubs. */
   pager?: Omit<PagerOptions, 'queriesPerMinute' | 'signal' | 'onWait'>;
@@ -30,6 +35,7 @@ function pagerFor(query: TwinQuery, flags: ScanFlags, progress: Progress | undef
   return new QueryPager(query, {
     ...flags.pager,
     queriesPerMinute: queryBudget(flags),
+    twinReadsPerSecond: flags.readRate ?? hubBudgets(flags.tier ?? 'S1', flags.units ?? 1, TOOL_BUDGET_SHARE).twinReadsPerSecond,
     signal,
     onWait: (ms, reason) => {
       if (reason !== 'pace') progress?.status(`${reason === 'throttled' ? 'throttled (429)' : 'transient error'}: backing off ${Math.round(ms / 1000)} s`);
@@ -80,7 +86,6 @@ export async function verifyCommand(flags: ScanFlags & { repair?: boolean; sampl
     return await runVerify({
       engine: deps.engine, pager: pagerFor(deps.twinQuery, flags, deps.progress, deps.signal), replica, repair: flags.repair === true,
       pageSize: flags.pageSize, samples: flags.samples, signal: deps.signal, hub: deps.hub,
-      queryLagMs: flags.queryLagSeconds !== undefined ? flags.queryLagSeconds * 1000 : DEFAULT_QUERY_LAG_MS,
       onPage: (p) => deps.progress?.update(p.totalTwins, `${p.query} page ${p.page}`),
     });
   } finally {
