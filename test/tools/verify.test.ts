@@ -48,7 +48,7 @@ describe('verify and verify --repair', () => {
     hub.updateTwin('v-stale', undefined, { tags: { a: 1 } });
     hub.updateTwin('v-stale', undefined, { tags: { b: 2 } }); // v3 on the hub, v1 in the replica
     hub.updateTwin('v-del', undefined, { tags: { c: 3 } }); // v2 on the hub, v1 in the replica
-    await live(engine, [deleted({ deviceId: 'v-tomb', ts: ago(3_600_000) })]); // deleted an hour ago, re-created since: create lost
+    await live(engine, [deleted({ deviceId: 'v-tomb', ts: ago(60_000) })]); // deleted a minute ago (after the backfill's snapshot), re-created since: create lost
     hub.deleteDevice('v-extra'); // deleted, delete event lost
     await live(engine, [created({ deviceId: 'v-gone', ts: ago(3_600_000), twin: { deviceId: 'v-gone', version: 1, tags: {}, properties: { desired: {}, reported: {} } } })]); // deleted since, event lost
     hub.addDevice('v-part', { version: 2, tags: { x: 1, y: 2 } });
@@ -70,9 +70,10 @@ describe('verify and verify --repair', () => {
     //  - v-gone is re-created on the hub (after the device pages were read) and its create event lands.
     let devicePagesRead = false;
     const moving: TwinQuery = {
+      twin: (key, signal) => sdk.twin(key, signal),
       async page(sql, continuation, size) {
         const page = await sdk.page(sql, continuation, size);
-        if (sql === 'SELECT * FROM devices' && !devicePagesRead) {
+        if (/FROM devices$/.test(sql) && !devicePagesRead) {
           devicePagesRead = true;
           const v4 = hub.updateTwin('v-stale', undefined, { tags: { d: 4 } });
           hub.deleteDevice('v-del');
@@ -90,11 +91,13 @@ describe('verify and verify --repair', () => {
     const repair = await verifyCommand({ ...FAST, repair: true }, { engine, twinQuery: moving, replica: env.cosmos.container, hub: hub.hostName });
     expect(names(repair.missing.samples)).toEqual(['v-miss', 'v-tomb']);
     expect(names(repair.extra.samples)).toEqual(['v-extra', 'v-extra/m1']); // v-gone changed during the scan: not judged extra
-    // v-stale (now v4), v-del (now deleted) and v-gone (re-created) changed after the listing: confirmed by a point read, left alone
+    // v-stale (now v4), v-del (now deleted) and v-gone (re-created) changed after the listing: the read by id
+    // agrees with the replica (v-stale, v-gone: lagging rows; v-del: a row of a deleted twin), nothing written
     expect(names(repair.stale.samples)).toEqual([]);
-    expect(repair.changedDuringScan).toBe(3);
-    // v-miss, v-tomb, v-part, v-extra written; v-extra/m1 was already tombstoned by its device's deletion (the engine's cascade)
-    expect(repair.repaired).toEqual({ applied: 4, skipped: 1, deadLettered: 0 });
+    expect(repair).toMatchObject({ lagging: 2, ghostRows: 1, changedDuringScan: 0 });
+    // v-miss, v-tomb, v-part, v-extra and v-extra/m1 written (the module by its own confirmed deletion, dated at
+    // its read, after the device's cascade in the same batch)
+    expect(repair.repaired).toEqual({ applied: 5, skipped: 0, deadLettered: 0 });
     expect(repair.remaining).toBe(0);
 
     expect(await env.readDoc('v-miss')).toMatchObject({ version: 1, status: 'enabled' });
