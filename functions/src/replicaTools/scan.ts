@@ -219,17 +219,24 @@ export interface ReplicaIndex {
 export class CosmosReplicaIndex implements ReplicaIndex {
   constructor(private readonly container: Container, private readonly pageSize = 1000) {}
   async *list(): AsyncIterable<ReplicaEntry> {
-    const iterator = this.container.items.query<Record<string, unknown> & ReplicaEntry & { replica?: { partial?: boolean } }>(
+    const iterator = this.container.items.query<Record<string, unknown>>(
       `SELECT c.id, c.deviceId, c.moduleId, c.version, c.deleted, c.replica, ${UNROUTED_FIELDS.map((f) => `c.${f}`).join(', ')} FROM c`,
       { maxItemCount: this.pageSize },
     );
     while (iterator.hasMoreResults()) {
       const { resources } = await iterator.fetchNext();
-      for (const r of resources ?? []) {
-        yield { id: r.id, deviceId: r.deviceId, moduleId: r.moduleId, version: r.version, deleted: r.deleted === true, partial: r.replica?.partial === true, unrouted: pickUnrouted(r) };
-      }
+      for (const r of resources ?? []) yield replicaEntry(r);
     }
   }
+}
+
+/** A replica document (or the projection of it that CosmosReplicaIndex reads) as verify compares it. */
+export function replicaEntry(r: Record<string, unknown>): ReplicaEntry {
+  const replica = r.replica as { partial?: boolean } | undefined;
+  return {
+    id: r.id as string, deviceId: r.deviceId as string, moduleId: r.moduleId as string | undefined, version: r.version as number | undefined,
+    deleted: r.deleted === true, partial: replica?.partial === true, unrouted: pickUnrouted(r),
+  };
 }
 
 function pickUnrouted(source: Record<string, unknown>): Record<string, unknown> {
