@@ -18,7 +18,7 @@
  *   size of its own (the SDKs follow x-ms-continuation, never count items): `shortPages()`, `maxPageSize`;
  * - throttles are "subject to traffic shaping": requests over the rate are first queued (answered late),
  *   then answered 429 (Microsoft Learn, "IoT Hub quotas and throttling"): `limitRate(max, window, queueMs)`;
- * - a continuation token the service no longer accepts: `rejectContinuations()` (400).
+ * - a continuation token the service no longer accepts: `expireContinuations()` (400).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -79,14 +79,14 @@ export interface HubStandIn {
   ghostModule(deviceId: string, moduleId: string, version?: number): void;
   /** Pages hold at most n items whatever x-ms-max-item-count asks (undefined: off). */
   shortPages(n: number | undefined): void;
-  /** Every request carrying a continuation token is answered 400 until called with false. */
-  rejectContinuations(on?: boolean): void;
+  /** Every continuation token issued so far expires: a request carrying one is answered 400. */
+  expireContinuations(): void;
   /** Milliseconds every request waits before it is answered (a slow hub). */
   delayMs: number;
   /** Reads by id served (GET /twins/...). */
   reads: { at: number; path: string; status: number }[];
-  /** Called before a successful page is served (1-based count of served pages), to change the hub mid-scan. */
-  beforePage?: (served: number, sql: string) => void;
+  /** Called before a successful page is served (1-based count of served pages), to change the hub mid-scan; a promise holds the answer. */
+  beforePage?: (served: number, sql: string) => void | Promise<void>;
   addDevice(deviceId: string, opts?: { version?: number; tags?: Twin; modules?: string[] }): Twin;
   updateTwin(deviceId: string, moduleId: string | undefined, change: { tags?: Twin; desired?: Twin }): Twin;
   deleteDevice(deviceId: string): void;
@@ -135,7 +135,7 @@ export async function startHubStandIn(opts: { token?: string; cert?: Certificate
   let frozen: { devices: Map<string, Twin>; modules: Map<string, Twin> } | undefined;
   const ghosts = new Map<string, Twin>();
   let shortPage: number | undefined;
-  let rejecting = false;
+  let epoch = 0;
   let queueMs = 0;
   const reads: { at: number; path: string; status: number }[] = [];
 
@@ -161,8 +161,8 @@ export async function startHubStandIn(opts: { token?: string; cert?: Certificate
     shortPages(n) {
       shortPage = n;
     },
-    rejectContinuations(on = true) {
-      rejecting = on;
+    expireContinuations() {
+      epoch++;
     },
     addDevice(deviceId, o = {}) {
       const twin = hubTwin(deviceId, undefined, o.version ?? 1, o.tags);
@@ -202,7 +202,7 @@ export async function startHubStandIn(opts: { token?: string; cert?: Certificate
       frozen = undefined;
       ghosts.clear();
       shortPage = undefined;
-      rejecting = false;
+      epoch = 0;
       queueMs = 0;
       reads.length = 0;
       standIn.delayMs = 0;
@@ -275,25 +275,26 @@ export async function startHubStandIn(opts: { token?: string; cert?: Certificate
       const { source, fields } = parsedSql;
       if (!Number.isSafeInteger(pageSize) || pageSize < 1 || pageSize > 1000) return error(400, 'ArgumentInvalid', 'x-ms-max-item-count must be 1..1000');
       let after = '';
-      if (record.continuation && rejecting) return error(400, 'InvalidContinuationToken', 'the continuation token has expired');
       if (record.continuation) {
         try {
-          const parsed = JSON.parse(Buffer.from(record.continuation, 'base64').toString('utf8')) as { q: string; after: string };
-          if (parsed.q !== source) throw new Error('wrong query');
+          // Tokens carry the epoch they were issued in: expireContinuations() makes older ones invalid.
+          const parsed = JSON.parse(Buffer.from(record.continuation, 'base64').toString('utf8')) as { q: string; after: string; e?: number };
+          if (parsed.q !== source || (parsed.e ?? 0) !== epoch) throw new Error('wrong query or expired');
           after = parsed.after;
         } catch {
           return error(400, 'InvalidContinuationToken', 'the continuation token is not valid for this query');
         }
       }
       served++;
-      standIn.beforePage?.(served, sql);
+      await standIn.beforePage?.(served, sql);
+      if (res.destroyed) return;
       const view = frozen ?? { devices, modules };
       const map = source === 'devices' ? view.devices : new Map([...ghosts, ...view.modules]);
       const keys = [...map.keys()].filter((k) => k > after).sort();
       const page = keys.slice(0, Math.min(pageSize, shortPage ?? Infinity, standIn.maxPageSize ?? Infinity));
       record.items = page.length;
       const headers: Record<string, string> = { 'x-ms-item-type': 'Twin' };
-      if (keys.length > page.length) headers['x-ms-continuation'] = Buffer.from(JSON.stringify({ q: source, after: page[page.length - 1] })).toString('base64');
+      if (keys.length > page.length) headers['x-ms-continuation'] = Buffer.from(JSON.stringify({ q: source, after: page[page.length - 1], e: epoch })).toString('base64');
       reply(200, page.map((k) => project(map.get(k)!, fields)), headers);
     });
   });

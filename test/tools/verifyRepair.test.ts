@@ -1,8 +1,10 @@
 import { InvocationContext, type Timer } from '@azure/functions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { reportBlobName, useVerifyRepairDeps, verifyRepair, verifyRepairDeps } from '../../functions/src/functions/verifyRepair';
-import type { VerifyReport } from '../../functions/src/replicaTools/scan';
-import { RestTwinQuery, TwinQueryError } from '../../functions/src/replicaTools/twinQuery';
+import { HOST_JSON } from '../../functions/build';
+import { DEFAULT_VERIFY_MAX_MINUTES, FUNCTION_TIMEOUT_MINUTES } from '../../functions/src/functions/timeouts';
+import { reportBlobName, stateBlobName, useVerifyRepairDeps, verifyRepair, verifyRepairDeps } from '../../functions/src/functions/verifyRepair';
+import type { VerifyReport, VerifyState } from '../../functions/src/replicaTools/scan';
+import { hubBudgets, RestTwinQuery, TwinQueryError } from '../../functions/src/replicaTools/twinQuery';
 import { created, opTimestamp, toTrigger } from '../../testkit/events';
 import { startToolEnv, type ToolEnv } from './env';
 
@@ -56,7 +58,7 @@ describe('verifyRepair timer function', () => {
     for (let i = 1; i <= 5; i++) hub.addDevice(`t-${i}`, { tags: { n: i } });
     hub.addDevice('t-edge', { modules: ['edgeHub'] });
     const fromSettings = verifyRepairDeps({ ...env.settings, VERIFY_QUERIES_PER_MINUTE: '300', VERIFY_PAGE_SIZE: '2', AZURE_CLIENT_ID: '' });
-    expect(fromSettings).toMatchObject({ hub: hub.hostName, queriesPerMinute: 300, pageSize: 2, maxMinutes: 25 });
+    expect(fromSettings).toMatchObject({ hub: hub.hostName, queriesPerMinute: 300, twinReadsPerSecond: 50, pageSize: 2, maxMinutes: 25 });
     useVerifyRepairDeps({ ...fromSettings, twinQuery: restQuery() });
     // The replica knows one device that no longer exists (its deletion was never routed).
     const { messages, triggerMetadata } = toTrigger([created({ deviceId: 't-old', ts: opTimestamp(Date.now() - 86_400_000), twin: { deviceId: 't-old', version: 4 } })]);
@@ -74,7 +76,8 @@ describe('verifyRepair timer function', () => {
     // Paced at VERIFY_QUERIES_PER_MINUTE=300: one page request per 200 ms at most.
     const at = hub.requests.map((r) => r.at);
     expect(at.length).toBe(report.query.requests);
-    for (let i = 1; i < at.length; i++) expect(at[i] - at[i - 1]).toBeGreaterThanOrEqual(190);
+    // (measured on arrival, so on average: one request may wait for a new TLS connection, the next not)
+    expect((at[at.length - 1] - at[0]) / (at.length - 1)).toBeGreaterThanOrEqual(190);
 
     const name = reportBlobName(report.startedAt, 'inv-timer-1');
     expect(name).toMatch(/^verify\/\d{4}\/\d{2}\/\d{2}\/\d{6}-inv-timer-1\.json$/);
@@ -82,9 +85,71 @@ describe('verifyRepair timer function', () => {
     const stored = JSON.parse((await reports.getBlobClient(name).downloadToBuffer()).toString()) as VerifyReport;
     expect(stored).toEqual(report);
     const line = logs.find((l) => l.startsWith('verifyRepair summary '))!;
-    expect(JSON.parse(line.slice('verifyRepair summary '.length))).toMatchObject({ report: name, complete: true, missing: 7, extra: 1, remaining: 0 });
+    expect(JSON.parse(line.slice('verifyRepair summary '.length))).toMatchObject({ report: name, complete: true, missing: 7, extra: 1, remaining: 0, fill: { pass: 1, twinsSeen: 7, passComplete: true } });
 
     const second = await verifyRepair(timer, new InvocationContext({ functionName: 'verifyRepair', invocationId: 'inv-timer-2', logHandler: () => {} }));
     expect(second).toMatchObject({ missing: { count: 0 }, extra: { count: 0 }, stale: { count: 0 }, remaining: 0 });
+  });
+
+  it('a run past its deadline still writes its report; the next run continues the pass where it stopped', async () => {
+    await env.clear();
+    const hub = env.hub!;
+    for (let i = 0; i < 10; i++) hub.addDevice(`f-${String(i).padStart(2, '0')}`, { modules: ['m'] });
+    const settings = { ...env.settings, VERIFY_QUERIES_PER_MINUTE: '6000', VERIFY_TWIN_READS_PER_SECOND: '1000', VERIFY_PAGE_SIZE: '4', AZURE_CLIENT_ID: '' };
+    const logs: string[] = [];
+    const context = (id: string) => new InvocationContext({ functionName: 'verifyRepair', invocationId: id, logHandler: (_l, ...a) => logs.push(a.map(String).join(' ')) });
+    const timer: Timer = { isPastDue: false, schedule: { adjustForDST: false }, scheduleStatus: { last: '', next: '', lastUpdated: '' } };
+    const reports = (await import('@azure/storage-blob')).BlobServiceClient.fromConnectionString(env.blob!.connectionString).getContainerClient('reports');
+    const blob = async (name: string) => JSON.parse((await reports.getBlobClient(name).downloadToBuffer()).toString()) as unknown;
+    await reports.getBlobClient(stateBlobName(hub.hostName)).deleteIfExists(); // the previous test's completed pass
+
+    // Run 1: the hub holds the second page far past the run's deadline (1.2 s): the deadline aborts that request.
+    useVerifyRepairDeps({ ...verifyRepairDeps({ ...settings, VERIFY_MAX_MINUTES: '0.02' }), twinQuery: restQuery() });
+    hub.beforePage = (served) => (served === 2 ? new Promise((r) => setTimeout(r, 30_000)) : undefined);
+    const first = await verifyRepair(timer, context('inv-fill-1'));
+    hub.beforePage = undefined;
+    expect(first).toMatchObject({ complete: false, stoppedBy: 'deadline', hubTwins: { devices: 4 }, missing: { count: 4 }, repaired: { applied: 4 } });
+    expect(first.pass).toMatchObject({ number: 1, resumed: false, twinsSeen: 4, complete: false });
+    expect(first.lastCompletedPass).toBeUndefined();
+    expect(await blob(reportBlobName(first.startedAt, 'inv-fill-1'))).toEqual(first); // written although the run was cut
+    const saved = (await blob(stateBlobName(hub.hostName))) as VerifyState;
+    expect(saved.pass.queries.devices).toMatchObject({ done: false, pages: 1, twins: 4 });
+    expect(saved.pass.seen).toHaveLength(4);
+    const line1 = JSON.parse(logs.find((l) => l.startsWith('verifyRepair summary ') && l.includes('inv-fill-1'))!.slice('verifyRepair summary '.length));
+    expect(line1).toMatchObject({ stoppedBy: 'deadline', fill: { pass: 1, twinsSeen: 4, passComplete: false, lastCompletedPassAt: null } });
+
+    // Run 2: continues from the saved continuation and finishes the pass.
+    useVerifyRepairDeps({ ...verifyRepairDeps(settings), twinQuery: restQuery() });
+    const before = hub.requests.length;
+    const second = await verifyRepair(timer, context('inv-fill-2'));
+    expect(hub.requests[before]).toMatchObject({ continuation: saved.pass.queries.devices.continuation });
+    expect(second).toMatchObject({ complete: true, hubTwins: { devices: 6, modules: 10 }, missing: { count: 16 }, remaining: 0 });
+    expect(second.pass).toMatchObject({ number: 1, resumed: true, twinsSeen: 20, complete: true });
+    expect(second.lastCompletedPass).toMatchObject({ number: 1, twins: 20, completedAt: second.pass.completedAt });
+    for (let i = 0; i < 10; i++) expect(await env.readDoc(`f-${String(i).padStart(2, '0')}`, 'm')).toMatchObject({ version: 1 });
+    expect(((await blob(stateBlobName(hub.hostName))) as VerifyState).pass).toMatchObject({ number: 2, seen: [] });
+
+    // Run 3: a fresh pass; its first page's token expires before the next run: the pass restarts cleanly.
+    useVerifyRepairDeps({ ...verifyRepairDeps({ ...settings, VERIFY_MAX_MINUTES: '0.02' }), twinQuery: restQuery() });
+    let pages = 0;
+    hub.beforePage = () => (++pages === 2 ? new Promise((r) => setTimeout(r, 30_000)) : undefined);
+    const third = await verifyRepair(timer, context('inv-fill-3'));
+    hub.beforePage = undefined;
+    expect(third).toMatchObject({ stoppedBy: 'deadline', pass: { number: 2, twinsSeen: 4 } });
+    hub.expireContinuations();
+    useVerifyRepairDeps({ ...verifyRepairDeps(settings), twinQuery: restQuery() });
+    const fourth = await verifyRepair(timer, context('inv-fill-4'));
+    expect(fourth).toMatchObject({ complete: true, remaining: 0, pass: { number: 2, restarts: 1, twinsSeen: 20, complete: true } });
+  });
+
+  it('budgets follow the hub tier; the host timeout is explicit and above the run\'s deadline', () => {
+    expect(hubBudgets('S1', 1, 0.5)).toEqual({ queriesPerMinute: 10, twinReadsPerSecond: 50 });
+    expect(hubBudgets('S2', 20, 1)).toEqual({ queriesPerMinute: 400, twinReadsPerSecond: 200 });
+    expect(hubBudgets('S3', 2, 0.5)).toEqual({ queriesPerMinute: 1000, twinReadsPerSecond: 500 });
+    const deps = verifyRepairDeps({ ...env.settings, IOTHUB_SKU: 'S3', IOTHUB_UNITS: '2', AZURE_CLIENT_ID: '' });
+    expect(deps).toMatchObject({ queriesPerMinute: 1000, twinReadsPerSecond: 500 });
+    expect(HOST_JSON.functionTimeout).toBe(`00:${FUNCTION_TIMEOUT_MINUTES}:00`);
+    expect(DEFAULT_VERIFY_MAX_MINUTES).toBeLessThan(FUNCTION_TIMEOUT_MINUTES);
+    expect(() => verifyRepairDeps({ ...env.settings, VERIFY_MAX_MINUTES: '29', AZURE_CLIENT_ID: '' })).toThrow(/functionTimeout/);
   });
 });
