@@ -1,5 +1,5 @@
 import { Construct } from 'constructs';
-import { AssetType, DataResource, TerraformAsset, type ITerraformDependable } from 'cdktf';
+import { AssetType, DataResource, TerraformAsset, Token, type ITerraformDependable } from 'cdktf';
 import { ServicePlan } from '@cdktf/provider-azurerm/lib/service-plan';
 import { FunctionAppFlexConsumption } from '@cdktf/provider-azurerm/lib/function-app-flex-consumption';
 import type { UserAssignedIdentity } from '@cdktf/provider-azurerm/lib/user-assigned-identity';
@@ -92,6 +92,9 @@ export class SyncFunctionApp extends Construct {
       SYNC_ATTEMPTS_CONTAINER: 'sync-attempts',
 
       IOTHUB_HOSTNAME: iotHub.hostName,
+      // The verify timer's throttle budgets follow the hub's tier and units (queries 20/min/unit, S3 1,000).
+      IOTHUB_SKU: iotHub.hub.sku.name,
+      IOTHUB_UNITS: Token.asString(iotHub.hub.sku.capacity),
       VERIFY_SCHEDULE: config.verifySchedule,
 
       AzureWebJobsStorage: '',

@@ -336,6 +336,8 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
         SYNC_ATTEMPTS_BLOB_ENDPOINT: `https://${ref(s, 'azurerm_storage_account', 'storage/host', 'name')}.blob.core.windows.net`,
         SYNC_ATTEMPTS_CONTAINER: 'sync-attempts',
         IOTHUB_HOSTNAME: `${ref(s, 'azurerm_iothub', 'iot-hub/hub', 'name')}.azure-devices.net`,
+        IOTHUB_SKU: ref(s, 'azurerm_iothub', 'iot-hub/hub', 'sku[0].name'),
+        IOTHUB_UNITS: ref(s, 'azurerm_iothub', 'iot-hub/hub', 'sku[0].capacity'),
         VERIFY_SCHEDULE: cfg.functionApp.verifySchedule,
         AzureWebJobsStorage: '',
         AzureWebJobsStorage__accountName: ref(s, 'azurerm_storage_account', 'storage/host', 'name'),
