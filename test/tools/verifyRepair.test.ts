@@ -40,6 +40,12 @@ describe('RestTwinQuery (the function\'s twin query client)', () => {
     const err = await q.page('SELECT * FROM devices', undefined, 2).catch((e) => e);
     expect(err).toBeInstanceOf(TwinQueryError);
     expect(err).toMatchObject({ status: 429, retryAfterMs: 7000, throttled: true, transient: true });
+    // Reads by id: the twin now, or undefined on 404 (device or module).
+    expect(await q.twin({ deviceId: 'r-1', moduleId: 'm' })).toMatchObject({ deviceId: 'r-1', moduleId: 'm', version: 1 });
+    expect(await q.twin({ deviceId: 'r-1' })).toMatchObject({ deviceId: 'r-1', status: 'enabled' });
+    expect(await q.twin({ deviceId: 'r-1', moduleId: 'nope' })).toBeUndefined();
+    expect(await q.twin({ deviceId: 'no such device' })).toBeUndefined();
+    expect(env.hub!.reads.map((r) => [r.path, r.status])).toEqual([['/twins/r-1/modules/m', 200], ['/twins/r-1', 200], ['/twins/r-1/modules/nope', 404], ['/twins/no%20such%20device', 404]]);
     const unauthorized = await new RestTwinQuery({ hostName: env.hub!.hostName, getToken: async () => 'wrong', ca: env.hub!.cert.cert }).page('SELECT * FROM devices', undefined, 2).catch((e) => e);
     expect(unauthorized).toMatchObject({ status: 401, transient: false });
     q.close();
