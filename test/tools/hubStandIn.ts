@@ -116,8 +116,11 @@ function project(twin: Twin, fields: string[] | undefined): Twin {
   return out;
 }
 
+let identities = 0;
 function hubTwin(deviceId: string, moduleId: string | undefined, version: number, tags: Twin = {}): Twin {
-  const twin = fullTwin({ deviceId, moduleId, version, tags, etag: `AAAAAAAAAA${version}=`, extra: { deviceEtag: 'NjE0ODk0MjQ1', status: 'enabled', statusUpdateTime: '0001-01-01T00:00:00Z', connectionState: 'Disconnected', lastActivityTime: '0001-01-01T00:00:00Z', cloudToDeviceMessageCount: 0, authenticationType: 'sas', x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null }, modelId: '' } });
+  // deviceEtag: the identity's ETag, new for every identity created (assumed; see docs/azure-behaviours.md)
+  const deviceEtag = Buffer.from(String(614894245 + ++identities)).toString('base64');
+  const twin = fullTwin({ deviceId, moduleId, version, tags, etag: `AAAAAAAAAA${version}=`, extra: { deviceEtag, status: 'enabled', statusUpdateTime: '0001-01-01T00:00:00Z', connectionState: 'Disconnected', lastActivityTime: '0001-01-01T00:00:00Z', cloudToDeviceMessageCount: 0, authenticationType: 'sas', x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null }, modelId: '' } });
   if (moduleId === undefined) twin.capabilities = { iotEdge: false };
   return twin;
 }

@@ -102,6 +102,18 @@ describe('verify --repair confirms every difference with a read by id', () => {
     expect(again.remaining).toBe(0);
   });
 
+  it('a re-created identity at the same version as the one the replica holds is told apart by its deviceEtag', async () => {
+    const hub = env.hub!;
+    hub.addDevice('r-dev', { version: 2, tags: { gen: 'old' } });
+    await live([created({ deviceId: 'r-dev', ts: ago(2 * 86_400_000), twin: hub.devices.get('r-dev')! })]);
+    hub.deleteDevice('r-dev');
+    hub.addDevice('r-dev', { version: 2, tags: { gen: 'new' } }); // delete and create lost; same version, new identity ETag
+
+    const report = await repair();
+    expect(await env.readDoc('r-dev')).toMatchObject({ version: 2, tags: { gen: 'new' }, deviceEtag: hub.devices.get('r-dev')!.deviceEtag });
+    expect(report).toMatchObject({ unrouted: { count: 1 }, remaining: 0 });
+  });
+
   it('ghost module rows never create or resurrect a module; a live module the query misses is kept', async () => {
     const hub = env.hub!;
     hub.addDevice('g-dev', { modules: ['live'] });
@@ -152,8 +164,8 @@ describe('verify --repair confirms every difference with a read by id', () => {
     const report = await repair();
     expect(report).toMatchObject({ stale: { count: 1 }, remaining: 0, hubTwins: { devices: 5, modules: 5 } });
     expect(hub.requests.map((r) => r.sql)).toEqual([
-      'SELECT deviceId, version, status, statusReason, statusUpdateTime, capabilities, deviceScope FROM devices',
-      'SELECT deviceId, moduleId, version, status, statusReason, statusUpdateTime, capabilities, deviceScope FROM devices.modules',
+      'SELECT deviceId, version, status, statusReason, statusUpdateTime, capabilities, deviceScope, deviceEtag FROM devices',
+      'SELECT deviceId, moduleId, version, status, statusReason, statusUpdateTime, capabilities, deviceScope, deviceEtag FROM devices.modules',
     ]);
     expect(hub.reads.map((r) => r.path)).toEqual(['/twins/p-3']);
     expect(await env.readDoc('p-3')).toMatchObject({ version: 2, tags: { big: 'y' } });

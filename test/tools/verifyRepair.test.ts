@@ -1,7 +1,7 @@
 import { InvocationContext, type Timer } from '@azure/functions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HOST_JSON } from '../../functions/build';
-import { DEFAULT_VERIFY_MAX_MINUTES, FUNCTION_TIMEOUT_MINUTES } from '../../functions/src/functions/timeouts';
+import { DEFAULT_VERIFY_MAX_MINUTES, FUNCTION_TIMEOUT_MINUTES } from '../../functions/src/replicaTools/timeouts';
 import { reportBlobName, stateBlobName, useVerifyRepairDeps, verifyRepair, verifyRepairDeps } from '../../functions/src/functions/verifyRepair';
 import type { VerifyReport, VerifyState } from '../../functions/src/replicaTools/scan';
 import { hubBudgets, RestTwinQuery, TwinQueryError } from '../../functions/src/replicaTools/twinQuery';

@@ -4,7 +4,7 @@ import { azureCredential, ConfigError, createEngine, positiveSetting, readSettin
 import { CosmosReplicaIndex, isVerifyState, newVerifyState, runVerify, type ReplicaIndex, type VerifyReport, type VerifyState } from '../replicaTools/scan';
 import { hubBudgets, IOTHUB_SCOPE, QueryPager, RestTwinQuery, type TwinQuery } from '../replicaTools/twinQuery';
 import type { SyncEngine } from '../sync/engine';
-import { DEFAULT_VERIFY_MAX_MINUTES, FUNCTION_TIMEOUT_MINUTES, VERIFY_MARGIN_MINUTES } from './timeouts';
+import { DEFAULT_VERIFY_MAX_MINUTES, FUNCTION_TIMEOUT_MINUTES, VERIFY_MARGIN_MINUTES } from '../replicaTools/timeouts';
 
 /**
  * Timer-triggered `verify --repair` (schedule: app setting VERIFY_SCHEDULE, NCRONTAB, default daily).

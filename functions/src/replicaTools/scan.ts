@@ -32,10 +32,11 @@ export const DEFAULT_CLOCK_SKEW_MS = 5_000;
 /**
  * Twin fields that change without any routed event (status changes of a device identity, capabilities,
  * scope): verify compares them and repair refreshes them from a read by id, so the replica is at most one
- * verify schedule behind for them. Volatile fields (lastActivityTime, cloudToDeviceMessageCount,
- * connectionState in the twin body) are not compared.
+ * verify schedule behind for them. `deviceEtag` (the identity's ETag) also tells a re-created identity
+ * from the one the replica holds when both twins are at the same version. Volatile fields
+ * (lastActivityTime, cloudToDeviceMessageCount, connectionState in the twin body) are not compared.
  */
-export const UNROUTED_FIELDS = ['status', 'statusReason', 'statusUpdateTime', 'capabilities', 'deviceScope'] as const;
+export const UNROUTED_FIELDS = ['status', 'statusReason', 'statusUpdateTime', 'capabilities', 'deviceScope', 'deviceEtag'] as const;
 
 /**
  * What verify reads of every twin: ids, version and the unrouted fields, never the whole twin (query
