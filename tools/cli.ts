@@ -119,8 +119,16 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       const hub = hubHostName(o.hub as string | undefined, io.env);
       const engine = createEngine(engineSettings(io.env));
       const { container } = replicaContainer(io.env);
+      // Ctrl-C aborts the request in flight; the report (stoppedBy: interrupted) is still printed.
+      const controller = new AbortController();
+      const onSignal = () => controller.abort(new Error('interrupted'));
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
       const report = await verifyCommand({ ...scanFlags(o), repair: o.repair as boolean, samples: o.samples as number }, {
-        engine, twinQuery: new SdkTwinQuery({ hostName: hub, credential: toolCredential(io.env) }), replica: container, hub, progress: progressFor(cmd),
+        engine, twinQuery: new SdkTwinQuery({ hostName: hub, credential: toolCredential(io.env) }), replica: container, hub, progress: progressFor(cmd), signal: controller.signal,
+      }).finally(() => {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
       });
       emit(io, globals(cmd).json, report, () => [
         `verify ${hub}: hub ${report.hubTwins.devices} device + ${report.hubTwins.modules} module twins; replica ${report.replicaDocuments.live} live + ${report.replicaDocuments.tombstones} tombstones`,
