@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { explain, ReplicaReader } from '../functions/src/client';
 import { DEFAULT_QUERY_LAG_MS } from '../functions/src/replicaTools/scan';
 import { DEAD_LETTER_REASONS, type DeadLetterReason } from '../functions/src/sync/types';
 import { defaultStatePath } from './backfillState';
@@ -186,16 +187,42 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     });
 
   program.command('query')
-    .description('Run a Cosmos DB SQL query on the replica and print the results as JSON. Pass values as parameters, never in the SQL text. Live twins: WHERE NOT IS_DEFINED(c.deleted).')
-    .argument('<sql>', 'e.g. "SELECT * FROM c WHERE c.tags.site = @site AND NOT IS_DEFINED(c.deleted)"')
-    .option('--param <name=value>', 'query parameter (repeatable); the value is read as JSON when it parses, else as a string', collect, [])
-    .option('--max <n>', 'stop after n results', positiveInt)
-    .action(async (sql: string, o: Record<string, unknown>) => {
+    .description('Run an IoT Hub twin query (IoT Hub\'s query language: SELECT … FROM devices | devices.modules [WHERE …] [GROUP BY …]) on the replica: live twins only, devices and modules apart, results shaped as IoT Hub\'s, no hub throttle. A query outside the language is refused (exit 1) before any request. --sql runs Cosmos DB SQL instead.')
+    .argument('<query>', 'e.g. "SELECT * FROM devices WHERE tags.location.region = \'US\'" (with --sql: "SELECT * FROM c WHERE c.tags.site = @site AND NOT IS_DEFINED(c.deleted)")')
+    .option('--page-size <n>', 'items per page; prints {"items": [...], "continuationToken": ...}', positiveInt)
+    .option('--continuation <token>', 'continue a paged query where its last page ended')
+    .option('--explain', 'print the Cosmos DB SQL and parameters the query translates to, and send nothing', false)
+    .addOption(new Option('--group-by <mode>', 'GROUP BY: client (counted by the CLI, works everywhere) or native (Cosmos DB GROUP BY; not on the local server)').choices(['client', 'native']).default('client'))
+    .option('--sql', 'the query is Cosmos DB SQL on the replica container (raw documents, tombstones included unless filtered)', false)
+    .option('--param <name=value>', 'with --sql: query parameter (repeatable); the value is read as JSON when it parses, else as a string', collect, [])
+    .option('--max <n>', 'with --sql: stop after n results', positiveInt)
+    .action(async (text: string, o: Record<string, unknown>) => {
+      if (o.sql) {
+        const { client, container } = replicaContainer(io.env);
+        try {
+          const { items, truncated } = await queryCommand(text, o.param as string[], container, o.max as number | undefined);
+          io.out(JSON.stringify(items, null, 2));
+          if (truncated) io.err(`stopped after ${items.length} results (--max)`);
+        } finally {
+          client.dispose();
+        }
+        return;
+      }
+      const groupBy = o.groupBy === 'native' ? 'native' : 'client';
+      // Translation first: a refused query sends nothing.
+      const explained = explain(text, { groupBy });
+      if (o.explain) {
+        io.out(JSON.stringify(explained, null, 2));
+        return;
+      }
       const { client, container } = replicaContainer(io.env);
       try {
-        const { items, truncated } = await queryCommand(sql, o.param as string[], container, o.max as number | undefined);
-        io.out(JSON.stringify(items, null, 2));
-        if (truncated) io.err(`stopped after ${items.length} results (--max)`);
+        const page = await new ReplicaReader({ container }).query(text, { pageSize: o.pageSize as number | undefined, continuationToken: o.continuation as string | undefined, groupBy });
+        if (o.pageSize === undefined) io.out(JSON.stringify(page.items, null, 2));
+        else {
+          io.out(JSON.stringify(page, null, 2));
+          if (page.continuationToken && !globals(program).json) io.err(`more results: add --continuation ${page.continuationToken}`);
+        }
       } finally {
         client.dispose();
       }

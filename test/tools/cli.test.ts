@@ -103,10 +103,10 @@ describe('twin-replica CLI', () => {
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/not in the replica: nope/);
 
-    const query = await cli(['query', 'SELECT c.deviceId FROM c WHERE c.tags.site = @site AND NOT IS_DEFINED(c.moduleId) AND NOT IS_DEFINED(c.deleted) ORDER BY c.deviceId', '--param', 'site=south']);
+    const query = await cli(['query', '--sql', 'SELECT c.deviceId FROM c WHERE c.tags.site = @site AND NOT IS_DEFINED(c.moduleId) AND NOT IS_DEFINED(c.deleted) ORDER BY c.deviceId', '--param', 'site=south']);
     expect(query.code).toBe(0);
     expect(JSON.parse(query.stdout)).toEqual([{ deviceId: 'cli-2' }, { deviceId: 'cli-4' }, { deviceId: 'cli-6' }, { deviceId: 'cli-8' }]);
-    const typed = await cli(['query', 'SELECT VALUE c.deviceId FROM c WHERE c.version = @v AND c.deviceId = @id', '--param', '@v=1', '--param', "id=cli-5"]);
+    const typed = await cli(['query', '--sql', 'SELECT VALUE c.deviceId FROM c WHERE c.version = @v AND c.deviceId = @id', '--param', '@v=1', '--param', "id=cli-5"]);
     expect(JSON.parse(typed.stdout)).toEqual(['cli-5']);
 
     // verify: exit 2 while discrepancies remain, 0 once --repair has fixed them.

@@ -129,6 +129,7 @@ export class ReplicaReader {
   async query<T = Twin | Row>(iotHubQuery: string, opts: QueryOptions = {}): Promise<QueryPage<T>> {
     const plan = translate(iotHubQuery);
     if (opts.pageSize !== undefined && !(Number.isSafeInteger(opts.pageSize) && opts.pageSize > 0)) throw new Error('pageSize must be a positive integer');
+    if (opts.continuationToken !== undefined && opts.pageSize === undefined) throw new Error('a continuation token continues a paged query: give the pageSize too');
     if (plan.kind === 'count') {
       const { resources } = await this.container.items.query<number>(plan.sql).fetchAll();
       return { items: [{ [plan.alias]: resources.reduce((a, b) => a + b, 0) } as T] };

@@ -1,4 +1,5 @@
 import { QueryError, type Expr, type PathNode, type QueryAst } from './ast';
+import type { Json } from '../sync/types';
 import { parseQuery } from './parse';
 
 /**
@@ -22,7 +23,7 @@ export type Column = { name: string; from: 'field'; field: string } | { name: st
 
 export interface CosmosQuery {
   query: string;
-  parameters: { name: string; value: unknown }[];
+  parameters: { name: string; value: Json }[];
 }
 
 export type Plan =
@@ -119,11 +120,11 @@ export function resolvePath(path: PathNode, collection: Collection): string[] {
 }
 
 class Builder {
-  readonly parameters: { name: string; value: unknown }[] = [];
+  readonly parameters: { name: string; value: Json }[] = [];
 
   constructor(readonly collection: Collection) {}
 
-  param(value: unknown): string {
+  param(value: Json): string {
     const name = `@p${this.parameters.length}`;
     this.parameters.push({ name, value });
     return name;
@@ -144,13 +145,13 @@ class Builder {
       case 'array':
       case 'object': {
         const constant = constantValue(e);
-        if (constant !== NOT_CONSTANT) return this.param(constant);
+        if (constant !== NOT_CONSTANT) return this.param(constant as Json);
         if (e.kind === 'array') return `[${e.items.map((i) => this.expr(i)).join(', ')}]`;
         throw new QueryError('object', e.loc, 'an object literal may hold constants only');
       }
       case 'unary': {
         const constant = constantValue(e);
-        if (constant !== NOT_CONSTANT) return this.param(constant);
+        if (constant !== NOT_CONSTANT) return this.param(constant as Json);
         return `(${e.op}${this.expr(e.operand)})`;
       }
       case 'not':
