@@ -106,4 +106,10 @@ describe('ReplicaReader', () => {
     expect(() => new ReplicaReader({ endpoint: 'https://acct.documents.azure.com', key: 'k' })).toThrow(/loopback/);
     expect(() => new ReplicaReader({ endpoint: 'https://acct.documents.azure.com' })).toThrow(/credential/);
   });
+
+  it('is what the package exports as twin-replica/client', async () => {
+    const exported = await import('twin-replica/client');
+    expect(exported.ReplicaReader).toBe(ReplicaReader);
+    expect(exported.explain).toBe(explain);
+  });
 });
