@@ -7,13 +7,20 @@ import type { StackContext } from './common.js';
 import type { ServiceKey } from './encryption.js';
 
 /**
- * Indexing policy of the replica container.
+ * Indexing policy of the replica container (docs/query.md, "Indexing", says which query uses which path).
  *
- * Readers query by device id, module id, tags, desired and reported property values,
- * connection state and the deleted flag; those paths are indexed. Everything else is
- * excluded: the `$metadata` subtrees (timestamps per property, as large as the twin
- * itself and never queried) and the sync engine's `replica` bookkeeping, which would
- * only cost RU on every write. Point reads by id and partition key need no index.
+ * Included, because the IoT Hub queries the replica answers filter on them (Microsoft Learn's examples and
+ * the live-twin predicate every translated query carries):
+ * - `/deleted/?`, `/moduleId/?`: `NOT IS_DEFINED(c.deleted) AND [NOT] IS_DEFINED(c.moduleId)` on every query
+ *   (live twins, devices vs modules); `/deviceId/?` (`deviceId IN [...]`, also the partition key);
+ * - `/tags/*`, `/properties/desired/*`, `/properties/reported/*` (with their `$version`): arbitrary user
+ *   paths such as `tags.location.region`, `properties.reported.telemetryConfig.status` (GROUP BY);
+ * - `/status/?`, `/connectionState/?` (`WHERE status = 'enabled' AND connectionState = 'Disconnected'`),
+ *   `/version/?`, `/capabilities/iotEdge/?` (edge devices, as `az iot hub device-twin list --edge-enabled`
+ *   queries them), `/modelId/?` (IoT Plug and Play models), `/connectionStateUpdatedTime/?`.
+ * Excluded: everything else, notably the `$metadata` subtrees (a timestamp per property, as large as the
+ * twin, rarely queried: a query on them is served by scanning the candidates the other filters leave) and
+ * the `replica` bookkeeping, which would only cost RU on every write. Point reads need no index.
  */
 export const REPLICA_INDEXING_POLICY = {
   indexingMode: 'consistent',
@@ -21,6 +28,9 @@ export const REPLICA_INDEXING_POLICY = {
     '/deviceId/?',
     '/moduleId/?',
     '/version/?',
+    '/status/?',
+    '/modelId/?',
+    '/capabilities/iotEdge/?',
     '/tags/*',
     '/properties/desired/*',
     '/properties/reported/*',
