@@ -20,6 +20,7 @@ import { EventHubTrigger, LocalEventHub, sleep, type InvocationRecord } from './
 import { FaultProxy } from './faultProxy';
 import { FaultyDeadLetters, FaultyStore, LocalHost } from './host';
 import { SimulatedHub } from './hub';
+import { exampleQueryCommands } from './queryExample';
 import { Rng } from './random';
 import { Workload } from './workload';
 
@@ -258,6 +259,7 @@ async function main(): Promise<number> {
   await blob.close();
   if (o.keep) {
     console.log(`\nlocal Cosmos DB left running (Ctrl-C to stop):\n  endpoint  ${cosmos.endpoint}\n  key       ${LOCAL_COSMOS_KEY}\n  database  ${DATABASE}, container ${CONTAINER} (partition key /deviceId)\n  self-signed certificate: NODE_TLS_REJECT_UNAUTHORIZED=0 or an https.Agent({ rejectUnauthorized: false }) for this loopback endpoint only`);
+    console.log(`query it in IoT Hub's language (from another shell, in this folder):\n${exampleQueryCommands({ endpoint: cosmos.endpoint, key: LOCAL_COSMOS_KEY, database: DATABASE, container: CONTAINER }).map((c) => `  ${c}`).join('\n')}`);
     await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
   }
   await cosmos.close();

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { syncTwins } from '../../functions/src/functions/syncTwins';
 import { parseQuery } from '../../functions/src/query';
 import { SimulatedHub, type Emitted } from '../../local/hub';
+import { exampleQueryCommands } from '../../local/queryExample';
 import { toTrigger } from '../../testkit/events';
 import { CONTAINER, DATABASE, LOCAL_COSMOS_KEY, startAzurite, startLocalCosmos, type LocalBlob, type LocalCosmos } from '../../testkit/servers';
 import { evaluate } from '../../testkit/twinQueryOracle';
@@ -161,5 +162,46 @@ describe('Microsoft\'s example queries, through the CLI, against a replica fille
     const ok = await run(['--json', 'query', "SELECT deviceId FROM devices.modules WHERE properties.reported.status = 'scanning'"]);
     expect(ok.code).toBe(0);
     expect(JSON.parse(ok.stdout).map((r: { deviceId: string }) => r.deviceId).sort()).toEqual(['device1', 'device3']);
+  });
+
+  it('the commands `npm run local -- --keep` prints run as pasted into a shell', async () => {
+    const lines = exampleQueryCommands({ endpoint: cosmos.endpoint, key: LOCAL_COSMOS_KEY, database: DATABASE, container: CONTAINER });
+    expect(lines).toHaveLength(3);
+    for (const line of lines) {
+      const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+        const child = spawn('sh', ['-c', line], { cwd: root, env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d) => (stdout += d));
+        child.stderr.on('data', (d) => (stderr += d));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+      });
+      expect(result.stderr, line).toBe('');
+      expect(result.code, line).toBe(0);
+      expect(Array.isArray(JSON.parse(result.stdout))).toBe(true);
+    }
+  });
+
+  it('--explain prints the Cosmos SQL and parameters and sends nothing; --page-size and --continuation page through', async () => {
+    const before = cosmos.requests.total;
+    const explained = await cliInProcess(['query', '--explain', "SELECT * FROM devices WHERE tags.location.region = 'US'"]);
+    expect(JSON.parse(explained.out)).toEqual({
+      plan: 'twins',
+      query: 'SELECT * FROM c WHERE NOT IS_DEFINED(c.deleted) AND NOT IS_DEFINED(c.moduleId) AND (c.tags.location.region = @p0)',
+      parameters: [{ name: '@p0', value: 'US' }],
+    });
+    expect(cosmos.requests.total).toBe(before);
+    const ids: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await cliInProcess(['--json', 'query', 'SELECT deviceId FROM devices', '--page-size', '10', ...(token ? ['--continuation', token] : [])]);
+      expect(page.code).toBe(0);
+      const body = JSON.parse(page.out) as { items: { deviceId: string }[]; continuationToken?: string };
+      expect(body.items.length).toBeLessThanOrEqual(10);
+      ids.push(...body.items.map((r) => r.deviceId));
+      token = body.continuationToken;
+    } while (token);
+    expect(ids.sort()).toEqual(hubTwins().devices.map((t) => t.deviceId as string).sort());
   });
 });
