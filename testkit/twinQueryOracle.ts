@@ -8,7 +8,8 @@ import type { Expr, PathNode, QueryAst } from '../functions/src/query/ast';
  * - top-level twin fields and properties.desired/reported match case-insensitively, deeper keys exactly;
  * - an absent property is undefined; a comparison with undefined, or between values of different types,
  *   is undefined; ordering (<, <=, >, >=) is defined for numbers with numbers and strings with strings;
- *   = and != compare objects and arrays by value;
+ *   = compares objects and arrays by value, != between them is undefined (Microsoft Learn, "Equality and
+ *   comparison operators in Azure Cosmos DB for NoSQL");
  * - AND / OR / NOT are three-valued (false AND undefined = false, true OR undefined = true, NOT undefined = undefined);
  *   a twin is in the result only when the condition is true;
  * - IN is a disjunction of equalities, NIN its negation.
@@ -128,6 +129,8 @@ export function evalExpr(twin: Twin, e: Expr): V {
       const b = evalExpr(twin, e.right);
       if (e.op === '=') return equal(a, b);
       if (e.op === '!=' || e.op === '<>') {
+        // Cosmos DB: != between two objects or two arrays is undefined (only = compares them by value).
+        if (['object', 'array'].includes(typeOf(a))) return undefined;
         const eq = equal(a, b);
         return eq === undefined ? undefined : !eq;
       }
