@@ -18,31 +18,33 @@ function refusal(text: string): QueryError {
 
 describe('translate: each construct', () => {
   const cases: [string, string, unknown[]][] = [
-    ["SELECT * FROM devices WHERE tags.a = 'x'", `SELECT * ${LIVE_DEVICES} AND (c.tags.a = @p0)`, ['x']],
+    ["SELECT * FROM devices WHERE tags.a = 'x'", `SELECT * ${LIVE_DEVICES} AND c.tags.a = @p0`, ['x']],
     ['select * from DEVICES.modules', `SELECT * ${LIVE_MODULES}`, []],
-    ['SELECT * FROM devices WHERE version != 1 AND version <> 2', `SELECT * ${LIVE_DEVICES} AND ((c.version != @p0) AND (c.version != @p1))`, [1, 2]],
-    ['SELECT * FROM devices WHERE version < 1 OR version <= 2 OR version > 3 OR version >= 4', `SELECT * ${LIVE_DEVICES} AND ((((c.version < @p0) OR (c.version <= @p1)) OR (c.version > @p2)) OR (c.version >= @p3))`, [1, 2, 3, 4]],
+    ['SELECT * FROM devices WHERE version != 1 AND version <> 2', `SELECT * ${LIVE_DEVICES} AND c.version != @p0 AND c.version != @p1`, [1, 2]],
+    ['SELECT * FROM devices WHERE version < 1 OR version <= 2 OR version > 3 OR version >= 4', `SELECT * ${LIVE_DEVICES} AND (c.version < @p0 OR c.version <= @p1 OR c.version > @p2 OR c.version >= @p3)`, [1, 2, 3, 4]],
     ["SELECT * FROM devices WHERE deviceId IN ['a', 'b']", `SELECT * ${LIVE_DEVICES} AND (c.deviceId = @p0 OR c.deviceId = @p1)`, ['a', 'b']],
-    ["SELECT * FROM devices WHERE deviceId NIN ['a']", `SELECT * ${LIVE_DEVICES} AND (NOT (c.deviceId = @p0))`, ['a']],
-    ['SELECT * FROM devices WHERE NOT (tags.a = true OR tags.b = false)', `SELECT * ${LIVE_DEVICES} AND (NOT ((c.tags.a = @p0) OR (c.tags.b = @p1)))`, [true, false]],
-    ['SELECT * FROM devices WHERE tags.a = null AND tags.b = undefined', `SELECT * ${LIVE_DEVICES} AND ((c.tags.a = @p0) AND (c.tags.b = undefined))`, [null]],
-    ['SELECT * FROM devices WHERE tags.a = -1.5e2 AND tags.b = 0x1F', `SELECT * ${LIVE_DEVICES} AND ((c.tags.a = @p0) AND (c.tags.b = @p1))`, [-150, 31]],
-    ["SELECT * FROM devices WHERE tags.a = [1, 'x'] AND tags.b = {k: {n: null}, 'odd key': [true]}", `SELECT * ${LIVE_DEVICES} AND ((c.tags.a = @p0) AND (c.tags.b = @p1))`, [[1, 'x'], { k: { n: null }, 'odd key': [true] }]],
-    ['SELECT * FROM devices WHERE tags.a + 1 * 2 > tags.b % 3', `SELECT * ${LIVE_DEVICES} AND ((c.tags.a + (@p0 * @p1)) > (c.tags.b % @p2))`, [1, 2, 3]],
-    ["SELECT * FROM devices WHERE 'it''s' = 'x'".replace("''", "\\'"), `SELECT * ${LIVE_DEVICES} AND (@p0 = @p1)`, ["it's", 'x']],
-    ['SELECT * FROM devices WHERE "say \\"hi\\" \\\\ \\u00e9" = tags.a', `SELECT * ${LIVE_DEVICES} AND (@p0 = c.tags.a)`, ['say "hi" \\ é']],
-    ['SELECT * FROM devices WHERE properties.reported.$metadata.fw.$lastUpdated > properties.DESIRED.$version', `SELECT * ${LIVE_DEVICES} AND (c.properties.reported[@p0].fw[@p1] > c.properties.desired[@p2])`, ['$metadata', '$lastUpdated', '$version']],
-    ["SELECT * FROM devices WHERE tags.[[group]].name = 'v' AND tags.value = 1", `SELECT * ${LIVE_DEVICES} AND ((c.tags[@p0].name = @p1) AND (c.tags[@p2] = @p3))`, ['group', 'v', 'value', 1]],
-    ["SELECT * FROM devices.modules WHERE devices.modules.moduleId = 'm' AND devices.deviceId = 'd'", `SELECT * ${LIVE_MODULES} AND ((c.moduleId = @p0) AND (c.deviceId = @p1))`, ['m', 'd']],
-    ["SELECT * FROM devices WHERE DEVICEID = 'd' AND ConnectionState = 'Connected' AND Tags.Site = 's'", `SELECT * ${LIVE_DEVICES} AND (((c.deviceId = @p0) AND (c.connectionState = @p1)) AND (c.tags.Site = @p2))`, ['d', 'Connected', 's']],
+    ["SELECT * FROM devices WHERE deviceId NIN ['a']", `SELECT * ${LIVE_DEVICES} AND NOT (c.deviceId = @p0)`, ['a']],
+    ['SELECT * FROM devices WHERE NOT (tags.a = true OR tags.b = false)', `SELECT * ${LIVE_DEVICES} AND NOT (c.tags.a = @p0 OR c.tags.b = @p1)`, [true, false]],
+    ['SELECT * FROM devices WHERE tags.a = null AND tags.b = undefined', `SELECT * ${LIVE_DEVICES} AND c.tags.a = @p0 AND c.tags.b = undefined`, [null]],
+    ['SELECT * FROM devices WHERE tags.a = -1.5e2 AND tags.b = 0x1F', `SELECT * ${LIVE_DEVICES} AND c.tags.a = @p0 AND c.tags.b = @p1`, [-150, 31]],
+    ["SELECT * FROM devices WHERE tags.a = [1, 'x'] AND tags.b = {k: {n: null}, 'odd key': [true]}", `SELECT * ${LIVE_DEVICES} AND c.tags.a = @p0 AND c.tags.b = @p1`, [[1, 'x'], { k: { n: null }, 'odd key': [true] }]],
+    ['SELECT * FROM devices WHERE tags.a + 1 * 2 > tags.b % 3', `SELECT * ${LIVE_DEVICES} AND c.tags.a + @p0 * @p1 > c.tags.b % @p2`, [1, 2, 3]],
+    ["SELECT * FROM devices WHERE 'it''s' = 'x'".replace("''", "\\'"), `SELECT * ${LIVE_DEVICES} AND @p0 = @p1`, ["it's", 'x']],
+    ['SELECT * FROM devices WHERE "say \\"hi\\" \\\\ \\u00e9" = tags.a', `SELECT * ${LIVE_DEVICES} AND @p0 = c.tags.a`, ['say "hi" \\ é']],
+    ['SELECT * FROM devices WHERE properties.reported.$metadata.fw.$lastUpdated > properties.DESIRED.$version', `SELECT * ${LIVE_DEVICES} AND c.properties.reported[@p0].fw[@p1] > c.properties.desired[@p2]`, ['$metadata', '$lastUpdated', '$version']],
+    ["SELECT * FROM devices WHERE tags.[[group]].name = 'v' AND tags.value = 1", `SELECT * ${LIVE_DEVICES} AND c.tags[@p0].name = @p1 AND c.tags[@p2] = @p3`, ['group', 'v', 'value', 1]],
+    ["SELECT * FROM devices.modules WHERE devices.modules.moduleId = 'm' AND devices.deviceId = 'd'", `SELECT * ${LIVE_MODULES} AND c.moduleId = @p0 AND c.deviceId = @p1`, ['m', 'd']],
+    ["SELECT * FROM devices WHERE DEVICEID = 'd' AND ConnectionState = 'Connected' AND Tags.Site = 's'", `SELECT * ${LIVE_DEVICES} AND c.deviceId = @p0 AND c.connectionState = @p1 AND c.tags.Site = @p2`, ['d', 'Connected', 's']],
     ["SELECT * FROM devices WHERE is_defined(tags.a) AND IS_NULL(tags.b) AND is_string(tags.c) AND IS_NUMBER(tags.d) AND IS_BOOL(tags.e) AND IS_OBJECT(tags.f) AND IS_PRIMITIVE(tags.g) AND IS_ARRAY(tags.h)",
-      `SELECT * ${LIVE_DEVICES} AND (((((((IS_DEFINED(c.tags.a) AND IS_NULL(c.tags.b)) AND IS_STRING(c.tags.c)) AND IS_NUMBER(c.tags.d)) AND IS_BOOL(c.tags.e)) AND IS_OBJECT(c.tags.f)) AND IS_PRIMITIVE(c.tags.g)) AND IS_ARRAY(c.tags.h))`, []],
+      `SELECT * ${LIVE_DEVICES} AND IS_DEFINED(c.tags.a) AND IS_NULL(c.tags.b) AND IS_STRING(c.tags.c) AND IS_NUMBER(c.tags.d) AND IS_BOOL(c.tags.e) AND IS_OBJECT(c.tags.f) AND IS_PRIMITIVE(c.tags.g) AND IS_ARRAY(c.tags.h)`, []],
     ["SELECT * FROM devices WHERE STARTSWITH(deviceId, 'a') AND starts_with(deviceId, 'b') AND ENDSWITH(deviceId, 'c') AND CONTAINS(deviceId, 'd')",
-      `SELECT * ${LIVE_DEVICES} AND (((STARTSWITH(c.deviceId, @p0) AND STARTSWITH(c.deviceId, @p1)) AND ENDSWITH(c.deviceId, @p2)) AND CONTAINS(c.deviceId, @p3))`, ['a', 'b', 'c', 'd']],
+      `SELECT * ${LIVE_DEVICES} AND STARTSWITH(c.deviceId, @p0) AND STARTSWITH(c.deviceId, @p1) AND ENDSWITH(c.deviceId, @p2) AND CONTAINS(c.deviceId, @p3)`, ['a', 'b', 'c', 'd']],
     ["SELECT * FROM devices WHERE LENGTH(LOWER(UPPER(CONCAT(deviceId, 'x')))) = INDEX_OF(SUBSTRING(deviceId, 1), 'y')",
-      `SELECT * ${LIVE_DEVICES} AND (LENGTH(LOWER(UPPER(CONCAT(c.deviceId, @p0)))) = INDEX_OF(SUBSTRING(c.deviceId, @p1, LENGTH(c.deviceId)), @p2))`, ['x', 1, 'y']],
+      `SELECT * ${LIVE_DEVICES} AND LENGTH(LOWER(UPPER(CONCAT(c.deviceId, @p0)))) = INDEX_OF(SUBSTRING(c.deviceId, @p1, LENGTH(c.deviceId)), @p2)`, ['x', 1, 'y']],
+    ['SELECT * FROM devices WHERE (tags.a = 1 OR tags.b = 2) AND NOT NOT tags.c AND tags.d - (tags.e - -tags.f) = -(-tags.g)',
+      `SELECT * ${LIVE_DEVICES} AND (c.tags.a = @p0 OR c.tags.b = @p1) AND NOT (NOT c.tags.c) AND c.tags.d - (c.tags.e - -c.tags.f) = -(-c.tags.g)`, [1, 2]],
     ['SELECT * FROM devices WHERE ABS(EXP(POWER(SQUARE(CEILING(FLOOR(SIGN(SQRT(version))))), 2))) > 0',
-      `SELECT * ${LIVE_DEVICES} AND (ABS(EXP(POWER(SQUARE(CEILING(FLOOR(SIGN(SQRT(c.version))))), @p0))) > @p1)`, [2, 0]],
+      `SELECT * ${LIVE_DEVICES} AND ABS(EXP(POWER(SQUARE(CEILING(FLOOR(SIGN(SQRT(c.version))))), @p0))) > @p1`, [2, 0]],
   ];
   for (const [text, sql, values] of cases) {
     it(text, () => {
@@ -68,8 +70,8 @@ describe('translate: each construct', () => {
     const plan = translate("SELECT properties.reported.telemetryConfig.status AS status, COUNT() AS numberOfDevices FROM devices WHERE tags.a = 1 GROUP BY properties.reported.telemetryConfig.status");
     expect(plan).toMatchObject({
       kind: 'group', keys: 1, columns: [{ name: 'status', key: 0 }, { name: 'numberOfDevices', count: true }],
-      sql: { query: `SELECT c.properties.reported.telemetryConfig.status AS g0 ${LIVE_DEVICES} AND (c.tags.a = @p0)` },
-      nativeSql: { query: `SELECT c.properties.reported.telemetryConfig.status AS g0, COUNT(1) AS n ${LIVE_DEVICES} AND (c.tags.a = @p0) GROUP BY c.properties.reported.telemetryConfig.status` },
+      sql: { query: `SELECT c.properties.reported.telemetryConfig.status AS g0 ${LIVE_DEVICES} AND c.tags.a = @p0` },
+      nativeSql: { query: `SELECT c.properties.reported.telemetryConfig.status AS g0, COUNT(1) AS n ${LIVE_DEVICES} AND c.tags.a = @p0 GROUP BY c.properties.reported.telemetryConfig.status` },
     });
   });
 });
@@ -180,7 +182,7 @@ describe('injection: translation either refuses or yields SQL of its own tokens 
 
   it('a literal with SQL in it is a parameter value, never SQL text', () => {
     const plan = translate(`SELECT * FROM devices WHERE tags.a = 'x'' OR 1=1 --' AND tags.[[b' OR '1'='1]] = "/* */"`.replace("''", "\\'"));
-    expect(plan.sql.query).toBe(`SELECT * ${LIVE_DEVICES} AND ((c.tags.a = @p0) AND (c.tags[@p1] = @p2))`);
+    expect(plan.sql.query).toBe(`SELECT * ${LIVE_DEVICES} AND c.tags.a = @p0 AND c.tags[@p1] = @p2`);
     expect(plan.sql.parameters.map((p) => p.value)).toEqual(["x' OR 1=1 --", "b' OR '1'='1", '/* */']);
   });
 });

@@ -134,43 +134,56 @@ class Builder {
     return 'c' + resolvePath(p, this.collection).map((s) => (SAFE_NAME.test(s) && !COSMOS_KEYWORDS.has(s.toLowerCase()) ? `.${s}` : `[${this.param(s)}]`)).join('');
   }
 
-  expr(e: Expr): string {
+  /** The SQL of an expression, parenthesised only where Cosmos DB's precedence needs it (see PRECEDENCE). */
+  expr(e: Expr, min = 0): string {
+    const { sql, prec } = this.emit(e);
+    return prec < min ? `(${sql})` : sql;
+  }
+
+  private emit(e: Expr): { sql: string; prec: number } {
+    const atom = (sql: string) => ({ sql, prec: P.atom });
     switch (e.kind) {
       case 'literal':
-        return this.param(e.value);
+        return atom(this.param(e.value));
       case 'undefined':
-        return 'undefined';
+        return atom('undefined');
       case 'path':
-        return this.path(e);
+        return atom(this.path(e));
       case 'array':
       case 'object': {
         const constant = constantValue(e);
-        if (constant !== NOT_CONSTANT) return this.param(constant as Json);
-        if (e.kind === 'array') return `[${e.items.map((i) => this.expr(i)).join(', ')}]`;
+        if (constant !== NOT_CONSTANT) return atom(this.param(constant as Json));
+        if (e.kind === 'array') return atom(`[${e.items.map((i) => this.expr(i)).join(', ')}]`);
         throw new QueryError('object', e.loc, 'an object literal may hold constants only');
       }
       case 'unary': {
         const constant = constantValue(e);
-        if (constant !== NOT_CONSTANT) return this.param(constant as Json);
-        return `(${e.op}${this.expr(e.operand)})`;
+        if (constant !== NOT_CONSTANT) return atom(this.param(constant as Json));
+        return { sql: `${e.op}${this.expr(e.operand, P.atom)}`, prec: P.unary };
       }
       case 'not':
-        return `(NOT ${this.expr(e.operand)})`;
-      case 'binary':
-        if (e.op === 'AND' || e.op === 'OR') return `(${this.expr(e.left)} ${e.op} ${this.expr(e.right)})`;
-        if (['+', '-', '*', '/', '%'].includes(e.op)) return `(${this.expr(e.left)} ${e.op} ${this.expr(e.right)})`;
-        throw new QueryError(e.op, e.loc, `operator ${e.op} is not supported`);
+        return { sql: `NOT ${this.expr(e.operand, P.atom)}`, prec: P.not };
+      case 'binary': {
+        if (e.op === 'AND' || e.op === 'OR') {
+          const prec = e.op === 'AND' ? P.and : P.or;
+          return { sql: `${this.expr(e.left, prec)} ${e.op} ${this.expr(e.right, prec)}`, prec };
+        }
+        const prec = e.op === '+' || e.op === '-' ? P.additive : P.multiplicative;
+        // Left-associative: a right operand of the same precedence keeps its parentheses (a - (b - c)).
+        return { sql: `${this.expr(e.left, prec)} ${e.op} ${this.expr(e.right, prec + 1)}`, prec };
+      }
       case 'compare': {
         const op = e.op === '<>' ? '!=' : e.op;
-        return `(${this.expr(e.left)} ${op} ${this.expr(e.right)})`;
+        return { sql: `${this.expr(e.left, P.additive)} ${op} ${this.expr(e.right, P.additive)}`, prec: P.compare };
       }
       case 'in': {
         // As equalities (Cosmos defines IN so): an absent property is undefined, not false, so NIN does not
         // match twins lacking the property, the same on Cosmos DB and on the local server.
         if (e.list.items.length === 0) throw new QueryError(e.negated ? 'NIN' : 'IN', e.list.loc, `${e.negated ? 'NIN' : 'IN'} needs at least one value`);
-        const value = this.expr(e.value);
-        const alternatives = e.list.items.map((item) => `${value} = ${this.expr(item)}`).join(' OR ');
-        return e.negated ? `(NOT (${alternatives}))` : `(${alternatives})`;
+        const value = this.expr(e.value, P.additive);
+        const alternatives = e.list.items.map((item) => `${value} = ${this.expr(item, P.additive)}`);
+        if (e.negated) return { sql: `NOT (${alternatives.join(' OR ')})`, prec: P.not };
+        return { sql: alternatives.join(' OR '), prec: alternatives.length > 1 ? P.or : P.compare };
       }
       case 'call': {
         const fn = FUNCTIONS[e.name.toUpperCase()];
@@ -181,11 +194,18 @@ class Builder {
         const args = e.args.map((a) => this.expr(a));
         // IoT Hub's SUBSTRING(string, start [, length]); Cosmos DB's needs the length.
         if (fn.cosmos === 'SUBSTRING' && args.length === 2) args.push(`LENGTH(${args[0]})`);
-        return `${fn.cosmos}(${args.join(', ')})`;
+        return atom(`${fn.cosmos}(${args.join(', ')})`);
       }
     }
   }
 }
+
+/**
+ * Operator precedence, loosest first, as Cosmos DB's query language orders them (OR < AND < NOT <
+ * comparison < + - < * / % < unary). The SQL carries only the parentheses this requires: the local
+ * Cosmos-compatible server's parser slows down exponentially with nesting depth.
+ */
+const P = { or: 1, and: 2, not: 3, compare: 4, additive: 5, multiplicative: 6, unary: 7, atom: 8 };
 
 const NOT_CONSTANT = Symbol('not constant');
 /** The JSON value of a constant expression (literals, arrays and objects of them, a signed number), or NOT_CONSTANT. */
@@ -227,7 +247,7 @@ export function translate(text: string): Plan {
   const collection = collectionOf(ast);
   const b = new Builder(collection);
   const kindFilter = collection === 'devices' ? 'NOT IS_DEFINED(c.moduleId)' : 'IS_DEFINED(c.moduleId)';
-  const where = ast.where ? ` AND ${b.expr(ast.where)}` : '';
+  const where = ast.where ? ` AND ${b.expr(ast.where, P.and)}` : '';
   const filter = `FROM c WHERE NOT IS_DEFINED(c.deleted) AND ${kindFilter}${where}`;
 
   if (!Array.isArray(ast.select)) {
