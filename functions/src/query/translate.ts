@@ -54,11 +54,17 @@ export const TWIN_FIELDS = [
 const FIELD_BY_LOWER = new Map<string, string>(TWIN_FIELDS.map((f) => [f.toLowerCase(), f]));
 const SECTIONS = new Map([['desired', 'desired'], ['reported', 'reported']]);
 
-/** Cosmos DB NoSQL keywords: a property with one of these names cannot follow a dot. */
+/**
+ * Cosmos DB NoSQL keywords (the SDK's grammar, Azure/azure-cosmos-dotnet-v3
+ * Microsoft.Azure.Cosmos/src/Query/Core/Parser/sql.g4): a property with one of these names cannot follow a
+ * dot (`primary_expression '.' identifier`), so it goes through the indexer, which takes any scalar
+ * expression, a parameter included (`primary_expression '[' scalar_expression ']'`). Compared
+ * case-insensitively, which is stricter than needed.
+ */
 const COSMOS_KEYWORDS = new Set([
   'all', 'and', 'any', 'array', 'as', 'asc', 'between', 'by', 'case', 'cast', 'convert', 'cross', 'desc', 'distinct', 'else',
   'end', 'escape', 'exists', 'false', 'first', 'for', 'from', 'group', 'having', 'in', 'inner', 'insert', 'into', 'is', 'join',
-  'last', 'left', 'like', 'limit', 'not', 'null', 'offset', 'on', 'or', 'order', 'outer', 'over', 'right', 'root', 'select',
+  'last', 'left', 'like', 'limit', 'rank', 'not', 'null', 'offset', 'on', 'or', 'order', 'outer', 'over', 'right', 'root', 'select',
   'set', 'some', 'then', 'top', 'true', 'udf', 'undefined', 'update', 'value', 'when', 'where', 'with', 'infinity', 'nan',
 ]);
 const SAFE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -201,9 +207,11 @@ class Builder {
 }
 
 /**
- * Operator precedence, loosest first, as Cosmos DB's query language orders them (OR < AND < NOT <
- * comparison < + - < * / % < unary). The SQL carries only the parentheses this requires: the local
- * Cosmos-compatible server's parser slows down exponentially with nesting depth.
+ * Operator precedence, loosest first (OR < AND < comparison < + - < * / % < unary). In Cosmos DB's grammar
+ * (sql.g4 above) NOT is a unary operator binding tighter than any binary one, so its operand is always
+ * parenthesised (`NOT (c.a = @p0)`) and a NOT inside a comparison or arithmetic is too. The SQL carries only
+ * the parentheses this requires: the local Cosmos-compatible server's parser slows down exponentially with
+ * nesting depth.
  */
 const P = { or: 1, and: 2, not: 3, compare: 4, additive: 5, multiplicative: 6, unary: 7, atom: 8 };
 
