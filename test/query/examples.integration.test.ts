@@ -190,7 +190,7 @@ describe('Microsoft\'s example queries, through the CLI, against a replica fille
     const explained = await cliInProcess(['query', '--explain', "SELECT * FROM devices WHERE tags.location.region = 'US'"]);
     expect(JSON.parse(explained.out)).toEqual({
       plan: 'twins',
-      query: 'SELECT * FROM c WHERE NOT IS_DEFINED(c.deleted) AND NOT IS_DEFINED(c.moduleId) AND (c.tags.location.region = @p0)',
+      query: 'SELECT * FROM c WHERE NOT IS_DEFINED(c.deleted) AND NOT IS_DEFINED(c.moduleId) AND c.tags.location.region = @p0',
       parameters: [{ name: '@p0', value: 'US' }],
     });
     expect(cosmos.requests.total).toBe(before);
