@@ -155,12 +155,17 @@ export class ReplicaReader {
     const done = token?.n ?? 0;
     const limit = plan.top !== undefined ? Math.max(0, plan.top - done) : undefined;
     if (limit === 0) return { items: [] };
-    const pageSize = opts.pageSize !== undefined && limit !== undefined ? Math.min(opts.pageSize, limit) : opts.pageSize ?? limit;
-
-    if (pageSize === undefined) {
-      const { resources } = await this.container.items.query<Record<string, unknown>>(plan.sql).fetchAll();
-      return { items: resources.map(shape) };
+    if (opts.pageSize === undefined) {
+      // Every item at once (up to TOP): Cosmos pages may hold fewer items than asked, so drain them.
+      const iterator = this.container.items.query<Record<string, unknown>>(plan.sql, { maxItemCount: Math.min(limit ?? 1000, 1000) });
+      const all: T[] = [];
+      while (iterator.hasMoreResults() && (limit === undefined || all.length < limit)) {
+        const { resources } = await iterator.fetchNext();
+        all.push(...(resources ?? []).map(shape));
+      }
+      return { items: limit === undefined ? all : all.slice(0, limit) };
     }
+    const pageSize = limit !== undefined ? Math.min(opts.pageSize, limit) : opts.pageSize;
     const iterator = this.container.items.query<Record<string, unknown>>(plan.sql, { maxItemCount: pageSize, continuationToken: token?.c });
     const items: T[] = [];
     let next: string | undefined;
