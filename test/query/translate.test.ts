@@ -99,9 +99,9 @@ describe('translate: each refusal names the construct and its position, before a
     ['SELECT * FROM devices WHERE STARTSWITH(deviceId)', 'STARTSWITH', 29, /takes 2 argument\(s\), got 1/],
     ['SELECT * FROM devices WHERE deviceId IN []', 'IN', 41, /at least one value/],
     ['SELECT * FROM devices WHERE tags.a = {k: tags.b}', 'object', 38, /constants only/],
-    ['SELECT * FROM devices WHERE', 'syntax', 23, /syntax error/],
+    ['SELECT * FROM devices WHERE', 'syntax', 28, /but end of input found/],
     ["SELECT * FROM devices WHERE deviceId = 'a\\nb'", 'syntax', 42, /escape \\n/],
-    ['SELECT * FROM devices; DELETE', 'syntax', 22, /unexpected/],
+    ['SELECT * FROM devices; DELETE', 'syntax', 22, /but ";" found/],
     // `--` is not a comment in IoT Hub's language: 1 - (-comment), and `comment` is no twin property.
     ['SELECT * FROM devices WHERE tags.a = 1 -- comment', 'path', 43, /"comment" is not a twin property/],
     ['SELECT * FROM devices /* x */', 'syntax', 23, /syntax error/],

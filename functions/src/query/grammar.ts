@@ -27,7 +27,7 @@ Query
     groupBy:(__ GROUP __ BY __ g:GroupList { return g; })? _ EndOfInput
     { return { select, top: top ?? undefined, from, where: where ?? undefined, groupBy: groupBy ?? undefined }; }
 
-EndOfInput = !. / rest:$(.+) { error('unexpected ' + JSON.stringify(rest.slice(0, 20)) + ' after the end of the query'); }
+EndOfInput = !.
 
 SelectList
   = "*" { return { kind: 'star', loc: { offset: location().start.offset, line: location().start.line, column: location().start.column } }; }
