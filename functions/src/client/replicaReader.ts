@@ -1,9 +1,8 @@
-import https from 'node:https';
 import { createHash } from 'node:crypto';
 import { CosmosClient, type Container } from '@azure/cosmos';
 import type { TokenCredential } from '@azure/identity';
 import { stripSystemFields } from '../adapters/cosmosStore';
-import { isLoopback } from '../config';
+import { createCosmosClient, isLoopback } from '../config';
 import { translate, type CosmosQuery, type Plan } from '../query';
 import { encodeDocId } from '../sync/ids';
 import type { Json, JsonObject, TwinDoc } from '../sync/types';
@@ -101,8 +100,9 @@ export class ReplicaReader {
     if ('endpoint' in opts) {
       if (opts.key !== undefined && !isLoopback(opts.endpoint)) throw new Error('a key is accepted only for a local server on a loopback endpoint; use an Entra ID credential');
       if (opts.key === undefined && !opts.credential) throw new Error('a credential is required');
+      // A key goes through the function app's own factory (loopback only, the local server's certificate).
       this.client = opts.key !== undefined
-        ? new CosmosClient({ endpoint: opts.endpoint, key: opts.key, agent: new https.Agent({ rejectUnauthorized: false, keepAlive: true }), connectionPolicy: { enableEndpointDiscovery: false } })
+        ? createCosmosClient({ cosmosEndpoint: opts.endpoint, cosmosKey: opts.key })
         : new CosmosClient({ endpoint: opts.endpoint, aadCredentials: opts.credential! });
       this.container = this.client.database(opts.database ?? 'twin-replica').container(opts.container ?? 'twins');
     } else {
