@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { explain, QueryError, ReplicaReader } from '../../functions/src/client';
-import { LOCAL_COSMOS_KEY, startLocalCosmos, type LocalCosmos } from '../../testkit/servers';
+import { DATABASE, LOCAL_COSMOS_KEY, startLocalCosmos, type LocalCosmos } from '../../testkit/servers';
 
 /** The typed read client against the local Cosmos-compatible server, on documents shaped as docs/replica.md defines them. */
 let cosmos: LocalCosmos;
@@ -111,5 +111,15 @@ describe('ReplicaReader', () => {
     const exported = await import('twin-replica/client');
     expect(exported.ReplicaReader).toBe(ReplicaReader);
     expect(exported.explain).toBe(explain);
+  });
+
+  it('without a page size, drains every page of a result larger than one Cosmos page (up to TOP)', async () => {
+    const { container } = await cosmos.client.database(DATABASE).containers.createIfNotExists({ id: 'many', partitionKey: { paths: ['/deviceId'] } });
+    for (let i = 0; i < 1200; i += 100) {
+      await container.items.bulk(Array.from({ length: 100 }, (_, j) => ({ operationType: 'Create' as const, partitionKey: `m${i + j}`, resourceBody: { id: `m${i + j}`, deviceId: `m${i + j}`, replica: {} } })));
+    }
+    const many = new ReplicaReader({ container });
+    expect((await many.query('SELECT deviceId FROM devices')).items).toHaveLength(1200);
+    expect((await many.query('SELECT TOP 1100 deviceId FROM devices')).items).toHaveLength(1100);
   });
 });
