@@ -139,7 +139,7 @@ export class ReplicaReader {
     const shape = (r: Record<string, unknown>): T => {
       if (plan.kind === 'twins') return toTwin(r) as T;
       const row: Row = {};
-      for (const c of plan.columns) if (c.from === 'field' && r[c.field] !== undefined) row[c.name] = r[c.field] as Json;
+      for (const c of plan.columns) if (r[c.field] !== undefined) row[c.name] = r[c.field] as Json;
       return row as T;
     };
     const id = fingerprint(plan.sql);

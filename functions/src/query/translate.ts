@@ -18,8 +18,11 @@ import { parseQuery } from './parse';
 
 export type Collection = 'devices' | 'devices.modules';
 
-/** Where an output column's value comes from. */
-export type Column = { name: string; from: 'field'; field: string } | { name: string; from: 'count' };
+/** An output column: the Cosmos column `field` (`f0`, …) renamed `name`. */
+export interface Column {
+  name: string;
+  field: string;
+}
 
 export interface CosmosQuery {
   query: string;
@@ -299,7 +302,7 @@ export function translate(text: string): Plan {
     if (items.length > 1) throw new QueryError('COUNT', items.find((i) => i.value.kind === 'path')!.loc, 'a query with COUNT() and other columns needs GROUP BY');
     return { kind: 'count', collection, alias: names[0], sql: { query: `SELECT VALUE COUNT(1) ${filter}`, parameters: b.parameters } };
   }
-  const columns: Column[] = items.map((item, i) => ({ name: names[i], from: 'field', field: `f${i}` }));
+  const columns: Column[] = items.map((_, i) => ({ name: names[i], field: `f${i}` }));
   const projected = items.map((item, i) => `${b.path(item.value as PathNode)} AS f${i}`).join(', ');
   return { kind: 'rows', collection, columns, sql: { query: `SELECT ${projected} ${filter}`, parameters: b.parameters }, top: ast.top };
 }
