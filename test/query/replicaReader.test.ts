@@ -87,6 +87,8 @@ describe('ReplicaReader', () => {
     expect(groups).toHaveLength(2);
     const absent = (await reader.query('SELECT tags.missing AS m, COUNT() AS n FROM devices GROUP BY tags.missing')).items;
     expect(absent).toEqual([{ n: 9 }]);
+    // Modules too (IoT Hub documents GROUP BY on device twins only; the replica groups either collection).
+    expect((await reader.query('SELECT tags.region AS r, COUNT() AS n FROM devices.modules GROUP BY tags.region')).items).toEqual([{ r: 'US', n: 1 }]);
   });
 
   it('refuses before any request', async () => {
