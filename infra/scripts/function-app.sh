@@ -74,7 +74,9 @@ run_bounded() {
     wait "$sleeper"
     touch "$marker"
     kill -TERM -- "-$pid" 2>/dev/null
-    sleep 5
+    sleep 5 &
+    sleeper=$!
+    wait "$sleeper"
     kill -KILL -- "-$pid" 2>/dev/null
   ) </dev/null >/dev/null 2>&1 &
   local watchdog=$!
@@ -131,9 +133,10 @@ UPLOADED='Waiting for sync triggers'
 publish() {
   require SUBSCRIPTION_ID RESOURCE_GROUP FUNCTION_APP FUNCTION_APP_ID PACKAGE_ZIP
   [[ -f "$PACKAGE_ZIP" ]] || fail "package $PACKAGE_ZIP does not exist" "run cdktf from the project root, after npm run synth"
-  local start=$SECONDS deadline=$((SECONDS + TOTAL_SECONDS)) attempt=0 log rc bound
-  log=$(mktemp)
-  trap 'rm -f "$log"' EXIT
+  local start=$SECONDS deadline=$((SECONDS + TOTAL_SECONDS)) attempt=0 rc bound
+  PUBLISH_LOG=$(mktemp)
+  trap 'rm -f "$PUBLISH_LOG"' EXIT
+  local log=$PUBLISH_LOG
   while :; do
     attempt=$((attempt + 1))
     bound=$((deadline - SECONDS))
