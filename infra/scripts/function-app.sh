@@ -35,6 +35,14 @@ TOTAL_SECONDS=${TWIN_REPLICA_PUBLISH_TOTAL_SECONDS:-1800}
 RETRY_SECONDS=${TWIN_REPLICA_PUBLISH_RETRY_SECONDS:-30}
 AZ_SECONDS=${TWIN_REPLICA_AZ_SECONDS:-180}
 
+# Scratch files live in a directory of our own, removed on exit: a bare mktemp name, once
+# removed, can be handed to another process.
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/twin-replica-function-app.XXXXXX")
+# Only the main shell cleans up: bash may run an inherited EXIT trap in a subshell that sets
+# traps of its own (the watchdog below), which would delete the files mid-run.
+trap '[[ $BASHPID == "$$" ]] && rm -rf "$WORK"' EXIT
+BOUNDED_RUNS=0
+
 say() { echo "function-app.sh: $*" >&2; }
 
 fail() {
@@ -60,14 +68,14 @@ require() {
 run_bounded() {
   local seconds=$1
   shift
-  local marker
-  marker=$(mktemp)
-  rm -f "$marker"
+  BOUNDED_RUNS=$((BOUNDED_RUNS + 1))
+  local marker="$WORK/timed-out-$BASHPID-$BOUNDED_RUNS"
   set -m
   "$@" &
   local pid=$!
   set +m
   (
+    trap - EXIT
     trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
     sleep "$seconds" &
     sleeper=$!
@@ -84,10 +92,7 @@ run_bounded() {
   wait "$pid" || rc=$?
   kill -TERM "$watchdog" 2>/dev/null || true
   wait "$watchdog" 2>/dev/null || true
-  if [[ -e "$marker" ]]; then
-    rm -f "$marker"
-    return 124
-  fi
+  if [[ -e "$marker" ]]; then rc=124; fi
   return "$rc"
 }
 
@@ -134,9 +139,7 @@ publish() {
   require SUBSCRIPTION_ID RESOURCE_GROUP FUNCTION_APP FUNCTION_APP_ID PACKAGE_ZIP
   [[ -f "$PACKAGE_ZIP" ]] || fail "package $PACKAGE_ZIP does not exist" "run cdktf from the project root, after npm run synth"
   local start=$SECONDS deadline=$((SECONDS + TOTAL_SECONDS)) attempt=0 rc bound
-  PUBLISH_LOG=$(mktemp)
-  trap 'rm -f "$PUBLISH_LOG"' EXIT
-  local log=$PUBLISH_LOG
+  local log="$WORK/config-zip.log"
   while :; do
     attempt=$((attempt + 1))
     bound=$((deadline - SECONDS))

@@ -90,21 +90,18 @@ function run(command: string, opts: { scenarios?: string[]; env?: Record<string,
 
 const zipCalls = (r: Run) => r.calls.filter((c) => c.includes('config-zip'));
 
-/** The fake's child (a `sleep 300`) must be gone: the bound killed the whole process group. */
+/** The fake's child (a `sleep 300`) must be gone (or a zombie awaiting its reaper): the bound killed the whole process group. */
 function childGone(r: Run): boolean {
   const pid = Number(readFileSync(path.join(r.dir, 'child.pid'), 'utf8'));
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch {
-    return true;
-  }
+  const stat = path.join('/proc', String(pid), 'stat');
+  if (!existsSync(stat)) return true;
+  return readFileSync(stat, 'utf8').split(') ')[1]?.startsWith('Z') ?? true;
 }
 
 describe('function-app.sh remove-storage-setting', () => {
   it('deletes AzureWebJobsStorage, and only it, from the app named by the environment', () => {
     const r = run('remove-storage-setting');
-    expect(r.status).toBe(0);
+    expect(r.status, r.stderr).toBe(0);
     expect(r.calls).toEqual([
       'functionapp config appsettings delete --subscription 00000000-0000-0000-0000-000000000001 --resource-group rg-twinrep-dev --name func-twinrep-dev --setting-names AzureWebJobsStorage --output none',
     ]);
@@ -113,7 +110,7 @@ describe('function-app.sh remove-storage-setting', () => {
 
   it('fails with the reason and the manual command when the CLI fails', () => {
     const r = run('remove-storage-setting', { env: { FAKE_DELETE_EXIT: '1' } });
-    expect(r.status).toBe(1);
+    expect(r.status, r.stderr).toBe(1);
     expect(r.stderr).toContain('FAILED: could not remove the AzureWebJobsStorage app setting of func-twinrep-dev');
     expect(r.stderr).toContain('ignores AzureWebJobsStorage__accountName while AzureWebJobsStorage exists');
     expect(r.stderr).toContain('az functionapp config appsettings delete -g rg-twinrep-dev -n func-twinrep-dev --setting-names AzureWebJobsStorage');
@@ -121,7 +118,7 @@ describe('function-app.sh remove-storage-setting', () => {
 
   it('refuses to run without its inputs', () => {
     const r = run('remove-storage-setting', { env: { FUNCTION_APP: '' } });
-    expect(r.status).toBe(1);
+    expect(r.status, r.stderr).toBe(1);
     expect(r.stderr).toContain('FAILED: environment variable FUNCTION_APP is not set');
     expect(r.calls).toEqual([]);
   });
@@ -130,7 +127,7 @@ describe('function-app.sh remove-storage-setting', () => {
 describe('function-app.sh publish', () => {
   it('deploys once and syncs triggers when the first attempt succeeds', () => {
     const r = run('publish');
-    expect(r.status).toBe(0);
+    expect(r.status, r.stderr).toBe(0);
     expect(zipCalls(r)).toHaveLength(1);
     expect(zipCalls(r)[0]).toContain('--resource-group rg-twinrep-dev --name func-twinrep-dev --src ');
     expect(r.calls.at(-1)).toBe(
@@ -140,7 +137,7 @@ describe('function-app.sh publish', () => {
 
   it('retries uploads refused with 403 or 409 (role propagation, a running deployment), then succeeds', () => {
     const r = run('publish', { scenarios: ['refused403', 'conflict409', 'ok'] });
-    expect(r.status).toBe(0);
+    expect(r.status, r.stderr).toBe(0);
     expect(zipCalls(r)).toHaveLength(3);
     expect(r.stderr).toContain('attempt 1 was refused; retrying in 0 s');
     expect(r.stderr).toContain('attempt 2 was refused; retrying in 0 s');
@@ -148,7 +145,7 @@ describe('function-app.sh publish', () => {
 
   it('does not retry an error another attempt would not fix', () => {
     const r = run('publish', { scenarios: ['notfound', 'ok'] });
-    expect(r.status).toBe(1);
+    expect(r.status, r.stderr).toBe(1);
     expect(zipCalls(r)).toHaveLength(1);
     expect(r.stderr).toContain('FAILED: OneDeploy of');
     expect(r.stderr).toContain('failed (exit 3) with an error that another attempt would not fix');
@@ -160,7 +157,7 @@ describe('function-app.sh publish', () => {
       scenarios: ['refused403'],
       env: { TWIN_REPLICA_PUBLISH_TOTAL_SECONDS: '2', TWIN_REPLICA_PUBLISH_RETRY_SECONDS: '1' },
     });
-    expect(r.status).toBe(1);
+    expect(r.status, r.stderr).toBe(1);
     expect(zipCalls(r).length).toBeGreaterThanOrEqual(1);
     expect(zipCalls(r).length).toBeLessThanOrEqual(3);
     expect(r.stderr).toMatch(/FAILED: OneDeploy of .* still failed after \d+ attempts in \d+ s/);
@@ -172,7 +169,7 @@ describe('function-app.sh publish', () => {
       scenarios: ['hang-before-upload', 'ok'],
       env: { TWIN_REPLICA_PUBLISH_ATTEMPT_SECONDS: '2' },
     });
-    expect(r.status).toBe(0);
+    expect(r.status, r.stderr).toBe(0);
     expect(zipCalls(r)).toHaveLength(2);
     expect(r.stderr).toContain('attempt 1 timed out; retrying');
     expect(childGone(r)).toBe(true);
@@ -183,7 +180,7 @@ describe('function-app.sh publish', () => {
       scenarios: ['unhealthy-hang', 'ok'],
       env: { TWIN_REPLICA_PUBLISH_ATTEMPT_SECONDS: '2' },
     });
-    expect(r.status).toBe(1);
+    expect(r.status, r.stderr).toBe(1);
     expect(zipCalls(r)).toHaveLength(1);
     expect(r.stderr).toContain('FAILED: the package reached func-twinrep-dev but the Functions host did not report healthy within 2 s');
     expect(r.stderr).toContain('AzureWebJobsStorage must be absent from the app settings');
@@ -192,14 +189,14 @@ describe('function-app.sh publish', () => {
 
   it('an unhealthy host reported by the CLI is not retried either', () => {
     const r = run('publish', { scenarios: ['unhealthy-error', 'ok'] });
-    expect(r.status).toBe(1);
+    expect(r.status, r.stderr).toBe(1);
     expect(zipCalls(r)).toHaveLength(1);
     expect(r.stderr).toContain('did not report healthy');
   });
 
   it('fails before calling Azure when the package is missing', () => {
     const r = run('publish', { env: { PACKAGE_ZIP: '/nonexistent/archive.zip' } });
-    expect(r.status).toBe(1);
+    expect(r.status, r.stderr).toBe(1);
     expect(r.stderr).toContain('FAILED: package /nonexistent/archive.zip does not exist');
     expect(r.calls).toEqual([]);
   });
@@ -217,7 +214,7 @@ describe('function-app.sh in GitHub Actions (finding 5: the OIDC assertion outli
 
   it('signs the CLI in again with a fresh assertion before every attempt and before removing the setting', () => {
     const r = run('publish', { scenarios: ['refused403', 'ok'], env: ci });
-    expect(r.status).toBe(0);
+    expect(r.status, r.stderr).toBe(0);
     const kinds = r.calls.map((c) => (c.startsWith('curl') ? 'token' : c.startsWith('login') ? 'login' : c.split(' ').slice(0, 3).join(' ')));
     expect(kinds).toEqual(['token', 'login', 'functionapp deployment source', 'token', 'login', 'functionapp deployment source', 'rest --method post']);
     expect(r.calls.filter((c) => c.startsWith('login'))).toEqual([
@@ -233,7 +230,7 @@ describe('function-app.sh in GitHub Actions (finding 5: the OIDC assertion outli
 
   it('leaves the sign-in alone outside GitHub Actions', () => {
     const r = run('publish', { env: { ...ci, GITHUB_ACTIONS: '' } });
-    expect(r.status).toBe(0);
+    expect(r.status, r.stderr).toBe(0);
     expect(r.calls.some((c) => c.startsWith('curl') || c.startsWith('login'))).toBe(false);
   });
 });
