@@ -39,9 +39,11 @@ AZ_SECONDS=${TWIN_REPLICA_AZ_SECONDS:-180}
 # removed, can be handed to another process.
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/twin-replica-function-app.XXXXXX")
 # Only the main shell cleans up: bash may run an inherited EXIT trap in a subshell that sets
-# traps of its own (the watchdog below), which would delete the files mid-run.
-trap '[[ $BASHPID == "$$" ]] && rm -rf "$WORK"' EXIT
-BOUNDED_RUNS=0
+# traps of its own (the watchdog below), which would delete the files mid-run. ($BASHPID would
+# say which shell this is, but macOS ships bash 3.2, which lacks it.)
+MAIN_SHELL=$$
+in_main_shell() { [[ "$(exec sh -c 'echo "$PPID"')" == "$MAIN_SHELL" ]]; }
+trap 'in_main_shell && rm -rf "$WORK"' EXIT
 
 say() { echo "function-app.sh: $*" >&2; }
 
@@ -63,13 +65,14 @@ require() {
 # Runs "$@" for at most $1 seconds. Returns the command's exit code, or 124 when the bound
 # killed it. The command runs in its own process group (set -m) so that the whole tree dies
 # (the `az` launcher starts Python as a child). Portable bash: no coreutils `timeout`, which
-# macOS lacks. The watchdog's output is detached: a leftover process holding Terraform's pipe
-# would keep local-exec waiting.
+# macOS lacks (the script keeps to bash 3.2, macOS's /bin/bash). The watchdog's output is
+# detached: a leftover process holding Terraform's pipe would keep local-exec waiting.
 run_bounded() {
   local seconds=$1
   shift
-  BOUNDED_RUNS=$((BOUNDED_RUNS + 1))
-  local marker="$WORK/timed-out-$BASHPID-$BOUNDED_RUNS"
+  local marker
+  marker=$(mktemp "$WORK/timed-out.XXXXXX")
+  rm -f "$marker"
   set -m
   "$@" &
   local pid=$!
@@ -92,7 +95,10 @@ run_bounded() {
   wait "$pid" || rc=$?
   kill -TERM "$watchdog" 2>/dev/null || true
   wait "$watchdog" 2>/dev/null || true
-  if [[ -e "$marker" ]]; then rc=124; fi
+  if [[ -e "$marker" ]]; then
+    rc=124
+    rm -f "$marker"
+  fi
   return "$rc"
 }
 
