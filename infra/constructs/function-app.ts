@@ -204,7 +204,9 @@ export class FunctionCode extends Construct {
     });
 
     this.storageSetting = new DataResource(this, 'remove-storage-setting', {
-      // The whole app object: any change of any attribute means the provider updated the app.
+      // The whole app object: a change of any argument means the provider updated the app (and
+      // wrote the setting again). An attribute Azure changes on its own (outbound IP addresses)
+      // re-runs the step too, which is harmless: it is idempotent.
       triggersReplace: { function_app: `\${${app.terraformResourceType}.${app.friendlyUniqueId}}` },
       dependsOn: [app],
       provisioners: [step('remove-storage-setting', environment)],
