@@ -234,3 +234,23 @@ describe('function-app.sh in GitHub Actions (finding 5: the OIDC assertion outli
     expect(r.calls.some((c) => c.startsWith('curl') || c.startsWith('login'))).toBe(false);
   });
 });
+
+describe('function-app.sh stays runnable where cdktf runs', () => {
+  const script = readFileSync(FUNCTION_APP_SCRIPT, 'utf8');
+
+  it('parses with bash -n', () => {
+    const r = spawnSync('/bin/bash', ['-n', FUNCTION_APP_SCRIPT], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+  });
+
+  it('uses nothing newer than bash 3.2 (macOS /bin/bash) and no coreutils timeout', () => {
+    const code = script
+      .split('\n')
+      .filter((l) => !l.trim().startsWith('#'))
+      .join('\n');
+    for (const bash4 of [/\$BASHPID|\$\{BASHPID/, /\bdeclare -A\b|\blocal -A\b/, /\bmapfile\b|\breadarray\b/, /\$\{\w+(,,|\^\^)\}/, /\|&/, /\bcoproc\b/, /;;&|;&/]) {
+      expect(code).not.toMatch(bash4);
+    }
+    expect(code).not.toMatch(/(^|\s)timeout\s+\d/m);
+  });
+});
