@@ -3,7 +3,7 @@
  * Each Azure or provider behaviour behind a test is in docs/azure-behaviours.md ("Deployment").
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { environments, iotHubMinTlsVersion, IOT_HUB_TLS12_ENFORCEMENT_REGIONS, type EnvironmentConfig } from '../../infra/config';
+import { environments, iotHubMinTlsVersion, IOT_HUB_TLS12_ENFORCEMENT_REGIONS, stateBackendFor, type EnvironmentConfig } from '../../infra/config';
 import { PROPAGATION_WAITS } from '../../infra/constructs/propagation';
 import { addressOf, byPath, cleanup, resources, single, synthFixture, type StackJson, type Synthesized } from './helpers';
 
@@ -11,8 +11,14 @@ const dev = environments.find((e) => e.name === 'dev')!;
 const SMOKE_PRINCIPAL = '3f2504e0-4f89-41d3-9a0c-0305e82c3301';
 /** Two extra environments: one in a region that offers TLS 1.2 enforcement, one granting smoke access. */
 const extra: EnvironmentConfig[] = [
-  { ...dev, name: 'us', location: 'eastus', namePrefix: 'twinus' },
-  { ...dev, name: 'smk', namePrefix: 'twinsmk', smokeCheckAccess: { principalId: SMOKE_PRINCIPAL, principalType: 'ServicePrincipal' } },
+  { ...dev, name: 'us', location: 'eastus', namePrefix: 'twinus', stateBackend: stateBackendFor('twinus', 'us') },
+  {
+    ...dev,
+    name: 'smk',
+    namePrefix: 'twinsmk',
+    stateBackend: stateBackendFor('twinsmk', 'smk'),
+    smokeCheckAccess: { principalId: SMOKE_PRINCIPAL, principalType: 'ServicePrincipal' },
+  },
 ];
 
 let synth: Synthesized;
