@@ -161,6 +161,15 @@ export interface StateBackendConfig {
   readonly containerName: string;
 }
 
+export const PRINCIPAL_TYPES = ['User', 'Group', 'ServicePrincipal'] as const;
+
+export interface SmokeCheckAccess {
+  /** Entra ID object id (`az ad signed-in-user show --query id -o tsv`, or the service principal's object id). */
+  readonly principalId: string;
+  /** Stated so Azure need not look the principal up (avoids replication errors for new principals). */
+  readonly principalType: (typeof PRINCIPAL_TYPES)[number];
+}
+
 export interface EnvironmentConfig {
   /** Environment and stack name (`cdktf deploy <name>`); 2..5 lowercase letters/digits. */
   readonly name: string;
@@ -172,7 +181,10 @@ export interface EnvironmentConfig {
    * app): pick a prefix nobody else uses.
    */
   readonly namePrefix: string;
-  /** Subscription to deploy to; when omitted the provider reads ARM_SUBSCRIPTION_ID. */
+  /**
+   * Subscription to deploy to. azurerm 4.x refuses to plan without one: when omitted here,
+   * `npm run deploy|diff|destroy` require ARM_SUBSCRIPTION_ID (an `az login` alone is not enough).
+   */
   readonly subscriptionId?: string;
   readonly iotHub: IotHubConfig;
   readonly eventHubs: EventHubsConfig;
@@ -186,11 +198,13 @@ export interface EnvironmentConfig {
   readonly monitoring: MonitoringConfig;
   readonly stateBackend: StateBackendConfig;
   /**
-   * Grant the identity that runs `cdktf deploy` what `npm run smoke` needs
-   * (IoT Hub Registry + Twin Contributor, Cosmos DB Built-in Data Reader).
-   * @default true
+   * The identity that runs `npm run smoke` (a person, or a CI identity of its own), granted
+   * IoT Hub Registry + Twin Contributor on the hub and Cosmos DB Built-in Data Reader on the
+   * replica database. Named by object id here, never taken from whoever runs the deploy: a
+   * plan under another identity (the pull-request diff) would otherwise replace the grants.
+   * @default undefined (no grant; set it per environment, preferably to a smoke-only identity in prod)
    */
-  readonly grantDeployerSmokeAccess: boolean;
+  readonly smokeCheckAccess?: SmokeCheckAccess;
   /** Tags on every taggable resource. */
   readonly tags: Readonly<Record<string, string>>;
 }
@@ -214,7 +228,6 @@ const baseDefaults = {
     alertEmails: [],
     thresholds: { functionFailures: 0, consumerLagEvents: 5000, cosmosThrottledRequests: 100 },
   },
-  grantDeployerSmokeAccess: true,
 } as const satisfies Partial<EnvironmentConfig>;
 
 /** The state backend of one environment: its own account in the shared state resource group. */
@@ -282,6 +295,7 @@ function oneOf<T>(problems: string[], path: string, v: unknown, allowed: readonl
 const NCRONTAB = /^(\S+\s+){5}\S+$/;
 const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 const LOCATION = /^[a-z]+[a-z0-9]*$/;
+const GUID = /^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$/i;
 
 /** Returns every problem found; an empty list means the configuration is usable. */
 export function configProblems(cfg: EnvironmentConfig): string[] {
@@ -297,8 +311,14 @@ export function configProblems(cfg: EnvironmentConfig): string[] {
   if (!LOCATION.test(cfg.location ?? '')) {
     p.push(`location must be an Azure region name such as "westeurope" (lowercase, no spaces), got ${show(cfg.location)}`);
   }
-  if (cfg.subscriptionId !== undefined && !/^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$/i.test(cfg.subscriptionId)) {
+  if (cfg.subscriptionId !== undefined && !GUID.test(cfg.subscriptionId)) {
     p.push(`subscriptionId must be a GUID, got ${show(cfg.subscriptionId)}`);
+  }
+  if (cfg.smokeCheckAccess !== undefined) {
+    if (!GUID.test(cfg.smokeCheckAccess.principalId ?? '')) {
+      p.push(`smokeCheckAccess.principalId must be an Entra ID object id (a GUID), got ${show(cfg.smokeCheckAccess.principalId)}`);
+    }
+    oneOf(p, 'smokeCheckAccess.principalType', cfg.smokeCheckAccess.principalType, PRINCIPAL_TYPES);
   }
 
   oneOf(p, 'iotHub.sku', cfg.iotHub?.sku, IOT_HUB_SKUS);
@@ -423,6 +443,21 @@ export function validateConfig(cfg: EnvironmentConfig): EnvironmentConfig {
   const problems = configProblems(cfg);
   if (problems.length > 0) throw new InvalidConfigError(String(cfg?.name ?? '?'), problems);
   return cfg;
+}
+
+/**
+ * Regions where IoT Hub offers TLS 1.2 enforcement (`min_tls_version = "1.2"`), per Microsoft
+ * Learn, "Transport Layer Security (TLS) support in IoT Hub"
+ * (https://learn.microsoft.com/azure/iot-hub/iot-hub-tls-support). Elsewhere a hub created with
+ * it fails, and the provider forces a new hub when it changes (iothub_resource.go: ForceNew).
+ * TLS 1.0/1.1 support ended for every hub on 31 August 2025 (same page), so leaving it unset
+ * elsewhere does not admit them.
+ */
+export const IOT_HUB_TLS12_ENFORCEMENT_REGIONS = ['eastus', 'southcentralus', 'westus2', 'usgovarizona', 'usgovvirginia'] as const;
+
+/** `min_tls_version` for the hub: '1.2' where the region offers it, unset elsewhere. */
+export function iotHubMinTlsVersion(location: string): '1.2' | undefined {
+  return (IOT_HUB_TLS12_ENFORCEMENT_REGIONS as readonly string[]).includes(location) ? '1.2' : undefined;
 }
 
 /** Event Hubs retention plus one day: deleted-device tombstones must outlive every replayable event. */

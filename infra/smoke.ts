@@ -9,8 +9,9 @@
  *
  * Endpoints come from the same configuration and naming as the stack, so nothing is read
  * from Terraform state. Credentials: DefaultAzureCredential (Azure CLI login locally,
- * azure/login OIDC in CI). The deploying identity gets the needed roles from the stack
- * (`grantDeployerSmokeAccess`).
+ * azure/login OIDC in CI). The identity named by `smokeCheckAccess` in infra/config.ts gets
+ * the needed roles from the stack. On a first deploy those grants are minutes old: answers
+ * 401/403 are retried for a bounded time (--auth-wait-seconds) before the check fails.
  *
  * Exit codes: 0 passed, 1 failed, 2 bad arguments.
  */
@@ -29,6 +30,8 @@ Arguments:
 Options:
   --timeout-seconds <n>     how long the replica may take, 5..900 (default 120)
   --poll-seconds <n>        delay between replica reads, 1..60 (default 2)
+  --auth-wait-seconds <n>   how long 401/403 answers are retried while new role
+                            assignments take effect, 0..1800 (default 600)
   --device-id <id>          use this existing device instead of creating smoke-<time>
   --keep-device             do not delete the smoke device afterwards
   --dry-run                 validate the arguments and print the plan; touch nothing
@@ -43,6 +46,7 @@ export interface SmokeOptions {
   readonly env: EnvironmentConfig;
   readonly timeoutSeconds: number;
   readonly pollSeconds: number;
+  readonly authWaitSeconds: number;
   readonly deviceId?: string;
   readonly keepDevice: boolean;
   readonly dryRun: boolean;
@@ -72,6 +76,7 @@ export function parseSmokeArgs(argv: readonly string[]): ParsedSmokeArgs {
       options: {
         'timeout-seconds': { type: 'string' },
         'poll-seconds': { type: 'string' },
+        'auth-wait-seconds': { type: 'string' },
         'device-id': { type: 'string' },
         'keep-device': { type: 'boolean', default: false },
         'dry-run': { type: 'boolean', default: false },
@@ -100,6 +105,7 @@ export function parseSmokeArgs(argv: readonly string[]): ParsedSmokeArgs {
   }
   const timeoutSeconds = intOption(values['timeout-seconds'], 'timeout-seconds', 5, 900, 120);
   const pollSeconds = intOption(values['poll-seconds'], 'poll-seconds', 1, 60, 2);
+  const authWaitSeconds = intOption(values['auth-wait-seconds'], 'auth-wait-seconds', 0, 1800, 600);
   if (pollSeconds >= timeoutSeconds) {
     throw new SmokeUsageError(`--poll-seconds (${pollSeconds}) must be shorter than --timeout-seconds (${timeoutSeconds})`);
   }
@@ -108,6 +114,7 @@ export function parseSmokeArgs(argv: readonly string[]): ParsedSmokeArgs {
     env,
     timeoutSeconds,
     pollSeconds,
+    authWaitSeconds,
     deviceId,
     keepDevice: values['keep-device'] ?? false,
     dryRun: values['dry-run'] ?? false,
@@ -126,6 +133,7 @@ export interface SmokePlan {
   readonly runId: string;
   readonly timeoutSeconds: number;
   readonly pollSeconds: number;
+  readonly authWaitSeconds: number;
 }
 
 export function planSmoke(opts: SmokeOptions, now: Date = new Date()): SmokePlan {
@@ -144,6 +152,7 @@ export function planSmoke(opts: SmokeOptions, now: Date = new Date()): SmokePlan
     runId: `${stamp}-${now.getTime() % 100000}`,
     timeoutSeconds: opts.timeoutSeconds,
     pollSeconds: opts.pollSeconds,
+    authWaitSeconds: opts.authWaitSeconds,
   };
 }
 
@@ -164,6 +173,49 @@ export interface Clock {
 }
 
 const realClock: Clock = { now: () => Date.now(), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) };
+
+/**
+ * HTTP status carried by an SDK error: azure-iothub puts the response on `err.response`
+ * (common-http/rest_api_client.js, translateError: 401 UnauthorizedError, 403
+ * TooManyDevicesError whatever the cause); @azure/cosmos ErrorResponse has `code`/`statusCode`.
+ */
+export function httpStatusOf(err: unknown): number | undefined {
+  const e = err as { statusCode?: unknown; code?: unknown; response?: { statusCode?: unknown } } | null;
+  for (const v of [e?.response?.statusCode, e?.statusCode, e?.code]) if (typeof v === 'number') return v;
+  return undefined;
+}
+
+const isAuthorizationError = (err: unknown) => [401, 403].includes(httpStatusOf(err) ?? 0);
+
+/**
+ * Runs `op`, retrying while it is refused with 401/403 (role assignments made by the same
+ * deploy take minutes to apply), at most `waitSeconds`; any other error fails at once.
+ */
+export async function retryWhileUnauthorized<T>(
+  what: string,
+  op: () => Promise<T>,
+  opts: { readonly waitSeconds: number; readonly pollSeconds: number; readonly environment: string },
+  log: (line: string) => void,
+  clock: Clock = realClock,
+): Promise<T> {
+  const deadline = clock.now() + opts.waitSeconds * 1000;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await op();
+    } catch (err) {
+      if (!isAuthorizationError(err)) throw err;
+      if (clock.now() + opts.pollSeconds * 1000 > deadline) {
+        throw new Error(
+          `${what} was refused (${httpStatusOf(err)}) for ${opts.waitSeconds} s: ${(err as Error).message}. ` +
+            `The identity running the smoke check needs IoT Hub Registry Contributor and IoT Hub Twin Contributor on the hub ` +
+            `and Cosmos DB Built-in Data Reader on the replica: set smokeCheckAccess for "${opts.environment}" in infra/config.ts and deploy.`,
+        );
+      }
+      if (attempt === 1) log(`${what} refused (${httpStatusOf(err)}); new role assignments can take minutes: retrying for up to ${opts.waitSeconds} s`);
+      await clock.sleep(opts.pollSeconds * 1000);
+    }
+  }
+}
 
 /**
  * Polls until the replica shows the tag with this runId; resolves with the latency in ms,
@@ -223,14 +275,19 @@ async function runSmoke(plan: SmokePlan, log: (line: string) => void): Promise<v
     },
   };
 
+  const authorized = <T>(what: string, op: () => Promise<T>) =>
+    retryWhileUnauthorized(what, op, { waitSeconds: plan.authWaitSeconds, pollSeconds: 10, environment: plan.environment }, log);
+
+  // Reading first proves the Cosmos DB grant before anything is created.
+  await authorized('reading the replica', () => reader.readDevice(plan.deviceId));
   if (plan.createDevice) {
-    await registry.create({ deviceId: plan.deviceId, status: 'enabled' });
+    await authorized('creating the smoke device', () => registry.create({ deviceId: plan.deviceId, status: 'enabled' }));
     log(`created device ${plan.deviceId}`);
   }
   try {
     const tag: SmokeTag = { runId: plan.runId, at: new Date().toISOString() };
+    await authorized('updating the twin', () => registry.updateTwin(plan.deviceId, { tags: { twinReplicaSmoke: tag } }, '*'));
     const startedAt = Date.now();
-    await registry.updateTwin(plan.deviceId, { tags: { twinReplicaSmoke: tag } }, '*');
     log(`updated twin tag twinReplicaSmoke.runId=${plan.runId}; waiting up to ${plan.timeoutSeconds} s for the replica`);
     const latency = await waitForReplica(reader, plan, startedAt);
     log(`PASS: replica of ${plan.deviceId} showed the tag after ${(latency / 1000).toFixed(1)} s (bound ${plan.timeoutSeconds} s)`);

@@ -1,10 +1,10 @@
-import { TerraformOutput, TerraformStack } from 'cdktf';
+import { dependable, TerraformOutput, TerraformStack } from 'cdktf';
 import type { Construct } from 'constructs';
 import { AzurermProvider } from '@cdktf/provider-azurerm/lib/provider';
 import { DataAzurermClientConfig } from '@cdktf/provider-azurerm/lib/data-azurerm-client-config';
 import { ResourceGroup } from '@cdktf/provider-azurerm/lib/resource-group';
 import { UserAssignedIdentity } from '@cdktf/provider-azurerm/lib/user-assigned-identity';
-import { InvalidConfigError, tombstoneTtlSeconds, validateConfig, type EnvironmentConfig } from './config.js';
+import { InvalidConfigError, iotHubMinTlsVersion, tombstoneTtlSeconds, validateConfig, type EnvironmentConfig } from './config.js';
 import { namingProblems, resourceNames, type ResourceNames } from './naming.js';
 import { configureBackend, type BackendKind } from './backend.js';
 import type { StackContext } from './constructs/common.js';
@@ -13,12 +13,14 @@ import { IotHubRouting } from './constructs/iot-hub.js';
 import { CosmosReplica } from './constructs/cosmos.js';
 import { FunctionStorage } from './constructs/storage.js';
 import { Alerts, Telemetry } from './constructs/monitoring.js';
-import { DeployerSmokeAccess, FunctionAccess } from './constructs/access.js';
+import { FunctionAccess, SmokeCheckGrants } from './constructs/access.js';
 import { FunctionCode, SyncFunctionApp } from './constructs/function-app.js';
 import { PrivateNetwork } from './constructs/network.js';
 import { AuditDiagnostics } from './constructs/diagnostics.js';
 import { EnvironmentProtection } from './constructs/protection.js';
 import { CustomerManagedKeys } from './constructs/encryption.js';
+import { RolePropagation } from './constructs/propagation.js';
+import { TimeProvider } from '@cdktf/provider-time/lib/provider';
 
 export interface TwinReplicaStackProps {
   readonly config: EnvironmentConfig;
@@ -55,14 +57,20 @@ export class TwinReplicaStack extends TerraformStack {
     configureBackend(this, config, props.backend ?? 'azurerm');
     const isPrivate = config.network.mode === 'private';
     new AzurermProvider(this, 'azurerm', {
+      // When unset, ARM_SUBSCRIPTION_ID must name it (infra/deploy.ts checks before cdktf runs).
       subscriptionId: config.subscriptionId,
       // Shared keys are off on every storage account: data-plane calls use Entra ID.
       storageUseAzuread: true,
       features: [
         {
-          // Smart-detection rules Azure would add are not in state and would block destroy.
-          applicationInsights: [{ disableGeneratedRule: true }],
-          resourceGroup: [{ preventDeletionIfContainsResources: true }],
+          // Not `disable_generated_rule = true`: with it the provider polls for the "Failure
+          // Anomalies" rule until the 60-minute create timeout before recording the component
+          // (application_insights_resource.go at v4.55.0; provider issue #18375).
+          applicationInsights: [{ disableGeneratedRule: false }],
+          // The resource group belongs to this stack. Azure adds resources Terraform does not
+          // know (the smart-detection rule and action group of Application Insights); with the
+          // 4.x default (true) they would make `cdktf destroy` fail (resource_group_resource.go).
+          resourceGroup: [{ preventDeletionIfContainsResources: false }],
           // Private mode: the storage data plane is unreachable from the deploying machine, so the provider
           // must not wait for it or read queue/static-website properties there (storage_account_resource.go at
           // v4.55.0 skips that block when data_plane_available is false; this stack uses neither property).
@@ -70,6 +78,7 @@ export class TwinReplicaStack extends TerraformStack {
         },
       ],
     });
+    new TimeProvider(this, 'time');
     const client = new DataAzurermClientConfig(this, 'current', {});
 
     const resourceGroup = new ResourceGroup(this, 'rg', {
@@ -93,6 +102,7 @@ export class TwinReplicaStack extends TerraformStack {
     this.iotHub = new IotHubRouting(this, 'iot-hub', {
       ...ctx,
       config: config.iotHub,
+      minTlsVersion: iotHubMinTlsVersion(config.location),
       identity: iotHubIdentity,
       eventHubs: this.eventHubs,
     });
@@ -118,6 +128,14 @@ export class TwinReplicaStack extends TerraformStack {
       cosmos: this.cosmos,
     });
 
+    const propagation = new RolePropagation(this, 'role-propagation', {
+      identities: [functionIdentity, iotHubIdentity],
+      iotHubSenderRole: this.iotHub.senderRole,
+    });
+    // The endpoint already waits for the sender role to exist; it must also wait until the
+    // role is in effect (see PROPAGATION_WAITS.iotHubEndpointRole).
+    this.iotHub.endpoint.dependsOn = [...(this.iotHub.endpoint.dependsOn ?? []), dependable(propagation.iotHubSenderRole)];
+
     const access = new FunctionAccess(this, 'function-access', {
       identity: functionIdentity,
       eventHubs: this.eventHubs,
@@ -126,13 +144,10 @@ export class TwinReplicaStack extends TerraformStack {
       iotHub: this.iotHub,
       telemetry: this.telemetry,
       subscriptionId: client.subscriptionId,
+      principalPropagated: propagation.identities,
     });
-    if (config.grantDeployerSmokeAccess) {
-      new DeployerSmokeAccess(this, 'deployer-smoke-access', {
-        principalId: client.objectId,
-        cosmos: this.cosmos,
-        iotHub: this.iotHub,
-      });
+    if (config.smokeCheckAccess) {
+      new SmokeCheckGrants(this, 'smoke-check-access', { access: config.smokeCheckAccess, cosmos: this.cosmos, iotHub: this.iotHub });
     }
 
     this.functionApp = new SyncFunctionApp(this, 'function-app', {

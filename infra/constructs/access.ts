@@ -11,6 +11,7 @@ import type { FunctionStorage } from './storage.js';
 import type { IotHubRouting } from './iot-hub.js';
 import type { Telemetry } from './monitoring.js';
 import { COSMOS_DATA_ROLES, ROLES } from './common.js';
+import type { SmokeCheckAccess } from '../config.js';
 
 export interface FunctionAccessProps {
   /** The function's user-assigned identity: it exists before the app, so these grants do too. */
@@ -22,6 +23,8 @@ export interface FunctionAccessProps {
   readonly telemetry: Telemetry;
   /** Subscription of the hub (azurerm_client_config.subscription_id): the twin-reader role is assignable in the hub's resource group. */
   readonly subscriptionId: string;
+  /** Waited on before the Cosmos DB data-plane grant: Cosmos DB must find the new principal. */
+  readonly principalPropagated: ITerraformDependable;
 }
 
 /**
@@ -119,44 +122,47 @@ export class FunctionAccess extends Construct {
       roleDefinitionId: this.cosmosReplicaWriterRole.id,
       principalId: identity.principalId,
       scope: containerScope,
+      dependsOn: [props.principalPropagated],
     });
     this.grants.push(this.cosmosReplicaWriter);
   }
 }
 
-export interface DeployerAccessProps {
-  /** Object id of whoever runs `cdktf deploy` (azurerm_client_config.object_id). */
-  readonly principalId: string;
+export interface SmokeCheckAccessProps {
+  /** From the environment's configuration (`smokeCheckAccess`), never from the client running Terraform. */
+  readonly access: SmokeCheckAccess;
   readonly cosmos: CosmosReplica;
   readonly iotHub: IotHubRouting;
 }
 
 /**
- * What `npm run smoke` needs, granted to the deploying identity: create and delete a
- * smoke device and update its twin (IoT Hub data plane), read the replica (Cosmos DB
- * Built-in Data Reader). Off with `grantDeployerSmokeAccess: false`.
+ * What `npm run smoke` needs, granted to the identity the configuration names: create and
+ * delete a smoke device and update its twin (IoT Hub data plane), read the replica (Cosmos DB
+ * Built-in Data Reader). The object id is configuration, not `azurerm_client_config.object_id`:
+ * `principal_id` forces replacement, and a plan run by another identity (the pull-request
+ * diff) would replace every grant. No grant when `smokeCheckAccess` is unset.
  */
-export class DeployerSmokeAccess extends Construct {
-  constructor(scope: Construct, id: string, props: DeployerAccessProps) {
+export class SmokeCheckGrants extends Construct {
+  constructor(scope: Construct, id: string, props: SmokeCheckAccessProps) {
     super(scope, id);
-    const { principalId, cosmos, iotHub } = props;
-    new RoleAssignment(this, 'iot-hub-registry-contributor', {
-      scope: iotHub.hub.id,
-      roleDefinitionName: ROLES.iotHubRegistryContributor,
-      principalId,
-      description: 'smoke check: create/delete its device',
-    });
-    new RoleAssignment(this, 'iot-hub-twin-contributor', {
-      scope: iotHub.hub.id,
-      roleDefinitionName: ROLES.iotHubTwinContributor,
-      principalId,
-      description: 'smoke check: update a twin tag',
-    });
+    const { access, cosmos, iotHub } = props;
+    for (const [grantId, role, description] of [
+      ['iot-hub-registry-contributor', ROLES.iotHubRegistryContributor, 'smoke check: create/delete its device'],
+      ['iot-hub-twin-contributor', ROLES.iotHubTwinContributor, 'smoke check: update a twin tag'],
+    ] as const) {
+      new RoleAssignment(this, grantId, {
+        scope: iotHub.hub.id,
+        roleDefinitionName: role,
+        principalId: access.principalId,
+        principalType: access.principalType,
+        description,
+      });
+    }
     new CosmosdbSqlRoleAssignment(this, 'cosmos-data-reader', {
       resourceGroupName: cosmos.account.resourceGroupName,
       accountName: cosmos.account.name,
       roleDefinitionId: `${cosmos.account.id}/sqlRoleDefinitions/${COSMOS_DATA_ROLES.reader}`,
-      principalId,
+      principalId: access.principalId,
       scope: `${cosmos.account.id}/dbs/${cosmos.database.name}`,
     });
   }

@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { Construct } from 'constructs';
 import { AssetType, DataResource, TerraformAsset, Token, type ITerraformDependable } from 'cdktf';
 import { ServicePlan } from '@cdktf/provider-azurerm/lib/service-plan';
@@ -43,11 +44,14 @@ export interface SyncFunctionAppProps extends StackContext {
  * tokens only, since basic-auth publishing is off. In private network mode the app's outbound
  * traffic (all of it: `vnet_route_all_enabled`) goes through the integration subnet.
  *
- * Provider gaps worked around (azurerm 4.55):
- * - #29149 / #29693: the provider may write an `AzureWebJobsStorage` connection-string
- *   setting next to the identity-based `AzureWebJobsStorage__*` ones. We set it to the
- *   empty string explicitly, so the host uses the identity settings and Terraform sees
- *   no drift.
+ * Provider gaps worked around (azurerm 4.55.0):
+ * - `AzureWebJobsStorage` is NOT an app setting here. The WebJobs SDK reads any non-null value,
+ *   even "", as a connection string and then ignores `AzureWebJobsStorage__accountName`
+ *   (azure-webjobs-sdk StorageClientProvider.IsConnectionStringPresent). The provider itself
+ *   writes a key-less `AzureWebJobsStorage` on every create and update of a Flex app
+ *   (function_app_flex_consumption_resource.go, StorageStringFmt in Create and Update) and its
+ *   Read never reports it, so declaring it would only make every plan show a change.
+ *   `FunctionCode` removes what the provider wrote, after every change of the app.
  * - #28928: no `key_vault_reference_identity_id`, so Key Vault references would resolve
  *   with a system identity this app does not have. The app uses none.
  */
@@ -97,7 +101,6 @@ export class SyncFunctionApp extends Construct {
       IOTHUB_UNITS: Token.asString(iotHub.hub.sku.capacity),
       VERIFY_SCHEDULE: config.verifySchedule,
 
-      AzureWebJobsStorage: '',
       AzureWebJobsStorage__accountName: storage.host.name,
       AzureWebJobsStorage__credential: 'managedidentity',
       AzureWebJobsStorage__clientId: identity.clientId,
@@ -154,55 +157,64 @@ export interface FunctionCodeProps {
   readonly subscriptionId: string;
 }
 
-/** Shell run by the deploy step; inputs arrive as environment variables, never interpolated. */
-export const DEPLOY_SCRIPT = [
-  'set -euo pipefail',
-  // No "${" anywhere: Terraform would read it as interpolation.
-  // OneDeploy (/api/publish) is the Flex Consumption deployment API (this CLI command uses it
-  // for Flex apps); the platform writes the package to the deployment container with the
-  // app's identity and syncs triggers. A new role assignment for that identity can take up to
-  // ~20 minutes to apply on a first deploy: retry meanwhile.
-  'for attempt in $(seq 1 40); do',
-  '  if az functionapp deployment source config-zip --subscription "$SUBSCRIPTION_ID" --resource-group "$RESOURCE_GROUP" --name "$FUNCTION_APP" --src "$PACKAGE_ZIP"; then break; fi',
-  '  if [ "$attempt" = 40 ]; then echo "deploying $PACKAGE_ZIP to $FUNCTION_APP failed 40 times" >&2; exit 1; fi',
-  '  echo "deploy attempt $attempt failed; retrying in 30 s" >&2; sleep 30',
-  'done',
-  'az rest --method post --url "https://management.azure.com$FUNCTION_APP_ID/syncfunctiontriggers?api-version=2024-04-01"',
-].join('\n');
+/** The post-apply steps, run with bash by local-exec (see the script's header). */
+export const FUNCTION_APP_SCRIPT = fileURLToPath(new URL('../scripts/function-app.sh', import.meta.url));
 
 /**
- * Ships the code with `cdktf deploy`: the package folder is zipped as a TerraformAsset
- * (its hash follows the file contents), and a `terraform_data` resource, replaced
- * whenever that hash or the app changes, runs OneDeploy through the Azure CLI.
+ * Ships the code with `cdktf deploy`, in two `terraform_data` steps that run
+ * infra/scripts/function-app.sh with the Azure CLI:
  *
- * Why not `zip_deploy_file`: on Flex Consumption it calls the zipdeploy endpoint, which
- * Flex does not have (provider issue #29630).
+ * 1. `remove-storage-setting` deletes the `AzureWebJobsStorage` setting the provider writes on
+ *    every create and update of the app. It is replaced (so it runs again) whenever any
+ *    attribute of the app changes: its trigger is the whole app object. One case it cannot see:
+ *    an update that only puts back values changed outside Terraform (the app object then equals
+ *    the last one recorded); `docs/infrastructure.md` says how to re-run it.
+ * 2. `publish` runs OneDeploy (`az functionapp deployment source config-zip`, the Flex
+ *    deployment API), bounded per attempt and in total, retrying only refusals (401/403 while
+ *    the identity's role on the deployment container propagates, 409 while a deployment runs),
+ *    then syncs triggers. Replaced when the package hash or the app changes; it runs after
+ *    step 1 so the host it health-checks starts on identity-based storage.
+ *
+ * Why not the provider's `zip_deploy_file`: on Flex Consumption it calls the zipdeploy
+ * endpoint, which Flex does not have (provider issue #29630). Why not a resource that manages
+ * the app settings: the provider re-writes the setting on each of its own updates anyway.
  */
 export class FunctionCode extends Construct {
   readonly asset: TerraformAsset;
+  readonly script: TerraformAsset;
+  readonly storageSetting: DataResource;
   readonly deployment: DataResource;
 
   constructor(scope: Construct, id: string, props: FunctionCodeProps) {
     super(scope, id);
     const { app } = props.functionApp;
     this.asset = new TerraformAsset(this, 'package', { path: props.packageDir, type: AssetType.ARCHIVE });
+    this.script = new TerraformAsset(this, 'script', { path: FUNCTION_APP_SCRIPT, type: AssetType.FILE });
+    const environment = {
+      SUBSCRIPTION_ID: props.subscriptionId,
+      RESOURCE_GROUP: app.resourceGroupName,
+      FUNCTION_APP: app.name,
+    };
+    const step = (command: string, env: Record<string, string>) => ({
+      type: 'local-exec' as const,
+      interpreter: ['/bin/bash', '-c'],
+      // Inputs arrive as environment variables, never interpolated into the command.
+      command: `bash "${this.script.path}" ${command}`,
+      environment: env,
+    });
+
+    this.storageSetting = new DataResource(this, 'remove-storage-setting', {
+      // The whole app object: a change of any argument means the provider updated the app (and
+      // wrote the setting again). An attribute Azure changes on its own (outbound IP addresses)
+      // re-runs the step too, which is harmless: it is idempotent.
+      triggersReplace: { function_app: `\${${app.terraformResourceType}.${app.friendlyUniqueId}}` },
+      dependsOn: [app],
+      provisioners: [step('remove-storage-setting', environment)],
+    });
     this.deployment = new DataResource(this, 'onedeploy', {
       triggersReplace: { package_hash: this.asset.assetHash, function_app_id: app.id },
-      dependsOn: [app],
-      provisioners: [
-        {
-          type: 'local-exec',
-          interpreter: ['/bin/bash', '-c'],
-          command: DEPLOY_SCRIPT,
-          environment: {
-            SUBSCRIPTION_ID: props.subscriptionId,
-            RESOURCE_GROUP: app.resourceGroupName,
-            FUNCTION_APP: app.name,
-            FUNCTION_APP_ID: app.id,
-            PACKAGE_ZIP: this.asset.path,
-          },
-        },
-      ],
+      dependsOn: [app, this.storageSetting],
+      provisioners: [step('publish', { ...environment, FUNCTION_APP_ID: app.id, PACKAGE_ZIP: this.asset.path })],
     });
   }
 }

@@ -18,6 +18,8 @@ export const ROUTED_SOURCES = {
 
 export interface IotHubRoutingProps extends StackContext {
   readonly config: IotHubConfig;
+  /** '1.2' only where the region offers TLS 1.2 enforcement (config.ts, iotHubMinTlsVersion). */
+  readonly minTlsVersion?: '1.2';
   /** User-assigned identity of the hub: it exists before the hub, so its role can be granted first. */
   readonly identity: UserAssignedIdentity;
   readonly eventHubs: EventHubs;
@@ -64,7 +66,7 @@ export class IotHubRouting extends Construct {
       sku: { name: config.sku, capacity: config.capacity },
       identity: { type: 'UserAssigned', identityIds: [identity.id] },
       localAuthenticationEnabled: config.localAuthenticationEnabled,
-      minTlsVersion: '1.2',
+      minTlsVersion: props.minTlsVersion,
       publicNetworkAccessEnabled: true,
       tags,
     });

@@ -21,8 +21,8 @@ describe.each(['dev', 'prod'])('no secrets in %s', (env) => {
     }
     expect(settings).not.toHaveProperty('COSMOS_KEY');
     expect(settings).not.toHaveProperty('WEBSITE_RUN_FROM_PACKAGE');
-    // The identity-based host storage workaround: the plain setting exists but is empty.
-    expect(settings.AzureWebJobsStorage).toBe('');
+    // Host storage is identity-based: the plain setting must be absent, not empty (issue 9, finding 1).
+    expect(settings).not.toHaveProperty('AzureWebJobsStorage');
   });
 
   it('outputs reference no key, password or connection string, and none is marked sensitive', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { findEnvironment } from '../../infra/config';
-import { main, parseSmokeArgs, planSmoke, SmokeUsageError, USAGE, waitForReplica, type Clock, type ReplicaReader } from '../../infra/smoke';
+import { httpStatusOf, main, parseSmokeArgs, planSmoke, retryWhileUnauthorized, SmokeUsageError, USAGE, waitForReplica, type Clock, type ReplicaReader } from '../../infra/smoke';
 
 function capture() {
   const out: string[] = [];
@@ -112,5 +112,72 @@ describe('waitForReplica', () => {
     await expect(waitForReplica(reader, plan, 1000, fakeClock())).rejects.toThrow(
       'replica of smoke-1 did not show runId run-7 within 10 s (last: replica has twinReplicaSmoke={"runId":"old","at":"x"})',
     );
+  });
+});
+
+describe('retryWhileUnauthorized (finding 9: the smoke grants are minutes old on a first deploy)', () => {
+  const fakeClock = () => {
+    let t = 0;
+    const clock: Clock = { now: () => t, sleep: async (ms) => void (t += ms) };
+    return clock;
+  };
+  // The shapes the SDKs throw: azure-iothub translateError keeps the response; @azure/cosmos ErrorResponse has code.
+  const iothub401 = Object.assign(new Error('Unauthorized'), { response: { statusCode: 401 } });
+  const cosmos403 = Object.assign(new Error('Request blocked by Auth'), { code: 403 });
+  const opts = { waitSeconds: 60, pollSeconds: 10, environment: 'dev' };
+
+  it('reads the HTTP status from either SDK error shape', () => {
+    expect(httpStatusOf(iothub401)).toBe(401);
+    expect(httpStatusOf(cosmos403)).toBe(403);
+    expect(httpStatusOf(new Error('x'))).toBeUndefined();
+  });
+
+  it('retries 401 and 403 until the operation is allowed, logging once', async () => {
+    const lines: string[] = [];
+    let calls = 0;
+    const result = await retryWhileUnauthorized(
+      'creating the smoke device',
+      async () => {
+        calls++;
+        if (calls === 1) throw iothub401;
+        if (calls === 2) throw cosmos403;
+        return 'created';
+      },
+      opts,
+      (l) => lines.push(l),
+      fakeClock(),
+    );
+    expect(result).toBe('created');
+    expect(calls).toBe(3);
+    expect(lines).toEqual(['creating the smoke device refused (401); new role assignments can take minutes: retrying for up to 60 s']);
+  });
+
+  it('gives up after the bound with what to grant', async () => {
+    const clock = fakeClock();
+    await expect(retryWhileUnauthorized('reading the replica', async () => Promise.reject(cosmos403), opts, () => {}, clock)).rejects.toThrow(
+      'reading the replica was refused (403) for 60 s: Request blocked by Auth. The identity running the smoke check needs IoT Hub Registry Contributor',
+    );
+    expect(clock.now()).toBeLessThanOrEqual(60_000);
+    await expect(retryWhileUnauthorized('x', async () => Promise.reject(cosmos403), opts, () => {}, fakeClock())).rejects.toThrow(
+      'set smokeCheckAccess for "dev" in infra/config.ts',
+    );
+  });
+
+  it('fails at once on any other error', async () => {
+    let calls = 0;
+    const notFound = Object.assign(new Error('IotHubNotFound'), { response: { statusCode: 404 } });
+    await expect(
+      retryWhileUnauthorized('x', async () => {
+        calls++;
+        throw notFound;
+      }, opts, () => {}, fakeClock()),
+    ).rejects.toBe(notFound);
+    expect(calls).toBe(1);
+  });
+
+  it('--auth-wait-seconds defaults to 600 and is bounded 0..1800', () => {
+    expect(parseSmokeArgs(['dev'])).toMatchObject({ authWaitSeconds: 600 });
+    expect(parseSmokeArgs(['dev', '--auth-wait-seconds', '0'])).toMatchObject({ authWaitSeconds: 0 });
+    expect(() => parseSmokeArgs(['dev', '--auth-wait-seconds', '1801'])).toThrow('--auth-wait-seconds must be an integer from 0 to 1800, got "1801"');
   });
 });

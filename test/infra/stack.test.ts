@@ -2,7 +2,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { environments, findEnvironment } from '../../infra/config';
 import { resourceNames } from '../../infra/naming';
 import { REPLICA_INDEXING_POLICY } from '../../infra/constructs/cosmos';
-import { DEPLOY_SCRIPT } from '../../infra/constructs/function-app';
 import { addressOf, byPath, cleanup, ref, resources, single, synthFixture, type StackJson, type Synthesized } from './helpers';
 
 let synth: Synthesized;
@@ -28,12 +27,10 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
     s = synth.stacks[envName];
   });
 
-  it('pins the azurerm provider, uses Entra ID for storage data plane and keeps destroy safe', () => {
+  it('pins the azurerm provider and uses Entra ID for storage data plane', () => {
     expect(s.terraform.required_providers.azurerm.version).toBe('4.55.0');
     const provider = s.provider.azurerm[0];
     expect(provider.storage_use_azuread).toBe(true);
-    expect(provider.features[0].resource_group[0].prevent_deletion_if_contains_resources).toBe(true);
-    expect(provider.features[0].application_insights[0].disable_generated_rule).toBe(true);
     // No Key Vault any more (it held nothing): no key_vault feature block either.
     expect(provider.features[0].key_vault).toBeUndefined();
   });
@@ -99,14 +96,13 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
   });
 
   describe('IoT Hub and routing', () => {
-    it('hub uses the configured SKU, the user-assigned identity, no hub SAS, TLS 1.2, and no inline routing', () => {
+    it('hub uses the configured SKU, the user-assigned identity, no hub SAS, and no inline routing', () => {
       const hub = single(s, 'azurerm_iothub');
       expect(hub).toMatchObject({
         name: names.iotHub,
         sku: { name: cfg.iotHub.sku, capacity: cfg.iotHub.capacity },
         identity: { type: 'UserAssigned', identity_ids: ['${azurerm_user_assigned_identity.iothub-identity.id}'] },
         local_authentication_enabled: false,
-        min_tls_version: '1.2',
       });
       expect(hub.sku.name).toBe('S1');
       expect(hub.endpoint).toBeUndefined();
@@ -339,7 +335,6 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
         IOTHUB_SKU: ref(s, 'azurerm_iothub', 'iot-hub/hub', 'sku[0].name'),
         IOTHUB_UNITS: ref(s, 'azurerm_iothub', 'iot-hub/hub', 'sku[0].capacity'),
         VERIFY_SCHEDULE: cfg.functionApp.verifySchedule,
-        AzureWebJobsStorage: '',
         AzureWebJobsStorage__accountName: ref(s, 'azurerm_storage_account', 'storage/host', 'name'),
         AzureWebJobsStorage__credential: 'managedidentity',
         AzureWebJobsStorage__clientId: clientId,
@@ -397,29 +392,19 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
       });
     });
 
-    it('grants the deploying identity what the smoke check needs', () => {
-      const deployer = '${data.azurerm_client_config.current.object_id}';
-      const grants = resources(s, 'azurerm_role_assignment')
-        .filter((r) => r.principal_id === deployer)
-        .map((r) => r.role_definition_name);
-      expect(grants.sort()).toEqual(['IoT Hub Registry Contributor', 'IoT Hub Twin Contributor']);
-      const reader = resources(s, 'azurerm_cosmosdb_sql_role_assignment').find((r) => r.principal_id === deployer);
-      expect(reader.role_definition_id).toMatch(/\/sqlRoleDefinitions\/00000000-0000-0000-0000-000000000001$/);
-    });
   });
 
   describe('code delivery', () => {
-    it('zips the functions package as an asset and runs OneDeploy when its hash or the app changes', () => {
-      const deploy = single(s, 'terraform_data');
+    it('zips the functions package as an asset and publishes it when its hash or the app changes', () => {
+      const deploy = byPath(s, 'terraform_data', 'function-code/onedeploy');
       const app = addressOf(s, 'azurerm_function_app_flex_consumption', 'function-app/app');
-      expect(deploy.depends_on).toEqual([app]);
+      expect(deploy.depends_on).toEqual([app, addressOf(s, 'terraform_data', 'function-code/remove-storage-setting')]);
       expect(deploy.triggers_replace).toEqual({ package_hash: expect.stringMatching(/^[0-9A-F]{32}$/), function_app_id: `\${${app}.id}` });
       const exec = deploy.provisioner[0]['local-exec'];
-      expect(exec.command).toBe(DEPLOY_SCRIPT);
-      expect(exec.command).toContain('az functionapp deployment source config-zip');
-      expect(exec.command).toContain('/syncfunctiontriggers');
+      expect(exec.interpreter).toEqual(['/bin/bash', '-c']);
+      expect(exec.command).toMatch(/^bash "assets\/[^/]+\/[0-9A-F]{32}\/function-app\.sh" publish$/);
       expect(exec.command).not.toContain('${');
-      expect(exec.environment).toMatchObject({
+      expect(exec.environment).toEqual({
         FUNCTION_APP: `\${${app}.name}`,
         FUNCTION_APP_ID: `\${${app}.id}`,
         RESOURCE_GROUP: `\${${app}.resource_group_name}`,

@@ -65,17 +65,63 @@ describe('.github/workflows/deploy.yml', () => {
     }
   });
 
+  it('finding 5: signs the Azure CLI in again right before every CLI step after the deploy', () => {
+    for (const job of ['deploy-dev', 'deploy-prod']) {
+      const steps = jobs[job].steps;
+      const deploy = steps.findIndex((s) => s.run?.startsWith('npm run deploy'));
+      expect(deploy, job).toBeGreaterThan(0);
+      const after = steps.slice(deploy + 1);
+      // Every run step after the deploy uses the CLI credential (smoke: DefaultAzureCredential -> Azure CLI).
+      after.forEach((step, i) => {
+        if (step.run) expect(after[i - 1]?.uses, `${job}: step before "${step.run}"`).toMatch(/^azure\/login@/);
+      });
+      expect(after.filter((s) => s.run).map((s) => s.run)).toEqual([expect.stringMatching(/^npm run smoke -- /)]);
+      expect(after[after.length - 2].with).toEqual({
+        'client-id': '${{ vars.SMOKE_ARM_CLIENT_ID || vars.ARM_CLIENT_ID }}',
+        'tenant-id': '${{ vars.ARM_TENANT_ID }}',
+        'subscription-id': '${{ vars.ARM_SUBSCRIPTION_ID }}',
+      });
+    }
+    // Inside the deploy step, the CLI steps sign in again themselves (test/infra/function-app-script.test.ts).
+    expect(text).toContain('infra/scripts/function-app.sh');
+  });
+
+  it('finding 6: the header names the exact custom role the pull-request plan identity needs', () => {
+    const header = text.slice(0, text.indexOf('name: deploy'));
+    const json = header
+      .split('\n')
+      .map((l) => l.replace(/^#\s{0,8}/, ''))
+      .join('\n');
+    const role = JSON.parse(json.slice(json.indexOf('{'), json.lastIndexOf('}') + 1));
+    expect(role).toEqual({
+      Name: 'twin-replica plan',
+      Actions: [
+        '*/read',
+        'Microsoft.DocumentDB/databaseAccounts/listKeys/action',
+        'Microsoft.DocumentDB/databaseAccounts/readonlykeys/action',
+        'Microsoft.DocumentDB/databaseAccounts/listConnectionStrings/action',
+        'Microsoft.Web/sites/config/list/action',
+      ],
+      NotActions: [],
+      DataActions: [],
+      NotDataActions: [],
+      AssignableScopes: ['/subscriptions/<subscription id>'],
+    });
+    expect(header).toContain('Storage Blob Data Reader on the state containers');
+    expect(jobs.diff.env).toMatchObject({ ARM_CLIENT_ID: '${{ vars.PLAN_ARM_CLIENT_ID }}' });
+  });
+
   it('every npm script it runs exists in package.json', () => {
     const used = commands().flatMap(({ command }) =>
       [...command.matchAll(/npm (?:run ([\w:-]+)|(test)\b)/g)].map((m) => m[1] ?? m[2]),
     );
-    expect(used).toEqual(expect.arrayContaining(['test', 'synth', 'smoke']));
+    expect(used).toEqual(expect.arrayContaining(['test', 'synth', 'smoke', 'diff', 'deploy']));
     for (const script of used) expect(scripts, script).toHaveProperty(script);
   });
 
   it('every stack it diffs, deploys or smoke-tests exists', () => {
     const named = commands().flatMap(({ command }) =>
-      [...command.matchAll(/cdktf-cli@\S+ (?:diff|deploy) (\w+)|npm run smoke -- (\w+)/g)].map((m) => m[1] ?? m[2]),
+      [...command.matchAll(/npm run (?:diff|deploy|smoke) -- (\w+)/g)].map((m) => m[1]),
     );
     expect(new Set(named)).toEqual(new Set(stacks));
     for (const stack of named) expect(stacks).toContain(stack);
@@ -105,13 +151,15 @@ describe('.github/workflows/deploy.yml', () => {
       ['deploy-prod', 'prod'],
     ]) {
       const runs = jobs[job].steps.filter((s) => s.run).map((s) => s.run);
-      expect(runs.slice(-2), job).toEqual([`npx --yes cdktf-cli@\${{ env.CDKTF_CLI_VERSION }} deploy ${stack} --auto-approve`, `npm run smoke -- ${stack}`]);
+      expect(runs.slice(-2), job).toEqual([`npm run deploy -- ${stack} --auto-approve`, `npm run smoke -- ${stack}`]);
       expect(jobs[job].env).toMatchObject({ ARM_CLIENT_ID: '${{ vars.ARM_CLIENT_ID }}' });
     }
   });
 
-  it('pins the tools it installs', () => {
-    expect(workflow.env.CDKTF_CLI_VERSION).toBe('0.21.0');
+  it("pins the tools it installs; cdktf is the project's own (package.json), the same command users run", () => {
+    expect(workflow.env.CDKTF_CLI_VERSION).toBeUndefined();
+    expect(text).not.toMatch(/npx --yes|cdktf-cli@/);
+    expect(JSON.parse(readFileSync('package.json', 'utf8')).devDependencies['cdktf-cli']).toBe('0.21.0');
     expect(workflow.env.TERRAFORM_VERSION).toMatch(/^\d+\.\d+\.\d+$/);
     expect(workflow.env.NODE_VERSION).toBe('22');
   });
