@@ -21,7 +21,10 @@ export const EVENT_HUBS_SKUS = ['Standard'] as const;
 export const STORAGE_REPLICATIONS = ['LRS', 'ZRS', 'GRS', 'GZRS'] as const;
 export const FLEX_INSTANCE_MEMORY_MB = [512, 2048, 4096] as const;
 
-export interface IotHubConfig {
+/** Create a new, empty IoT Hub in the stack's resource group (the default for a new project). */
+export interface CreateIotHubConfig {
+  /** @default 'create' */
+  readonly mode?: 'create';
   /** @default 'S1' */
   readonly sku: (typeof IOT_HUB_SKUS)[number];
   /** Number of IoT Hub units. @default 1 */
@@ -34,6 +37,40 @@ export interface IotHubConfig {
    */
   readonly localAuthenticationEnabled: boolean;
 }
+
+/**
+ * Attach to an IoT Hub that already exists (with its devices, routes and consumers). The stack
+ * reads the hub and adds one endpoint, three routes and role assignments; it never manages the
+ * hub resource itself. Prerequisite: the hub's system-assigned identity is on (docs/attach.md).
+ */
+export interface AttachIotHubConfig {
+  readonly mode: 'attach';
+  /** The hub's name (`<name>.azure-devices.net`). */
+  readonly name: string;
+  readonly resourceGroupName: string;
+  /** Subscription of the hub when it differs from the replica's; read through a second azurerm provider. */
+  readonly subscriptionId?: string;
+  /**
+   * Custom endpoints and routes the hub already has, as `npm run attach-check` counts them; lets synth
+   * refuse a deployment that would pass the hub's limits (10 custom endpoints, 100 routes on paid tiers).
+   * @default { endpoints: 0, routes: 0 }
+   */
+  readonly existing?: { readonly endpoints: number; readonly routes: number };
+}
+
+export type IotHubConfig = CreateIotHubConfig | AttachIotHubConfig;
+
+export function isAttached(cfg: IotHubConfig): cfg is AttachIotHubConfig {
+  return cfg.mode === 'attach';
+}
+
+/**
+ * What attach mode adds to a hub, and the hub's limits (paid tiers): "A maximum of 10 custom endpoints
+ * are allowed across all endpoint types for paid hubs", "A maximum of 100 routing rules are allowed for
+ * paid hubs" (Microsoft Learn, @azure/arm-iothub RoutingProperties; IoT Hub quotas and throttling).
+ */
+export const HUB_ROUTING_LIMITS = { customEndpoints: 10, routes: 100 } as const;
+export const ATTACH_ADDS = { customEndpoints: 1, routes: 3 } as const;
 
 export interface EventHubsConfig {
   /** Only Standard: Basic has no consumer groups beyond $Default and 1-day retention. @default 'Standard' */
@@ -171,7 +208,7 @@ export interface SmokeCheckAccess {
 }
 
 export interface EnvironmentConfig {
-  /** Environment and stack name (`cdktf deploy <name>`); 2..5 lowercase letters/digits. */
+  /** Environment and stack name (`cdktf deploy <name>`); 2..8 lowercase letters/digits. */
   readonly name: string;
   /** Azure region that offers Flex Consumption, e.g. 'westeurope'. */
   readonly location: string;
@@ -263,6 +300,23 @@ export const environments: readonly EnvironmentConfig[] = [
     },
     tags: { app: 'twin-replica', env: 'prod' },
   },
+  {
+    // Example of attach mode (docs/attach.md): synthesized by `npm run synth` so anyone can read what
+    // it adds to a hub, never deployed by CI (.github/workflows/deploy.yml deploys dev and prod only).
+    ...baseDefaults,
+    name: 'existing',
+    iotHub: {
+      mode: 'attach',
+      name: 'iot-contoso-fleet',
+      resourceGroupName: 'rg-contoso-iot',
+      subscriptionId: '00000000-0000-0000-0000-000000000001',
+      existing: { endpoints: 2, routes: 4 },
+    },
+    stateBackend: stateBackendFor(baseDefaults.namePrefix, 'existing'),
+    // The fill: verify/repair every hour until it has seen every twin, instead of once a day.
+    functionApp: { ...baseDefaults.functionApp, verifySchedule: '0 15 * * * *' },
+    tags: { app: 'twin-replica', env: 'existing' },
+  },
 ];
 
 /** Thrown when a configuration cannot produce a valid deployment; synth stops with its message. */
@@ -300,8 +354,9 @@ const GUID = /^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$/i;
 /** Returns every problem found; an empty list means the configuration is usable. */
 export function configProblems(cfg: EnvironmentConfig): string[] {
   const p: string[] = [];
-  if (!/^[a-z][a-z0-9]{1,4}$/.test(cfg.name ?? '')) {
-    p.push(`name must be 2..5 lowercase letters/digits starting with a letter (it becomes part of storage account names), got ${show(cfg.name)}`);
+  // `st` + prefix (<= 10) + name (<= 8) + `data` = 24, the storage account maximum.
+  if (!/^[a-z][a-z0-9]{1,7}$/.test(cfg.name ?? '')) {
+    p.push(`name must be 2..8 lowercase letters/digits starting with a letter (it becomes part of storage account names), got ${show(cfg.name)}`);
   }
   if (!/^[a-z][a-z0-9]{2,9}$/.test(cfg.namePrefix ?? '')) {
     p.push(
@@ -321,8 +376,15 @@ export function configProblems(cfg: EnvironmentConfig): string[] {
     oneOf(p, 'smokeCheckAccess.principalType', cfg.smokeCheckAccess.principalType, PRINCIPAL_TYPES);
   }
 
-  oneOf(p, 'iotHub.sku', cfg.iotHub?.sku, IOT_HUB_SKUS);
-  intIn(p, 'iotHub.capacity', cfg.iotHub?.capacity, 1, 200);
+  const hub = cfg.iotHub;
+  if (hub !== undefined && isAttached(hub)) {
+    p.push(...attachProblems(hub, cfg));
+  } else if (hub?.mode !== undefined && hub.mode !== 'create') {
+    p.push(`iotHub.mode must be "create" or "attach", got ${show((hub as { mode?: unknown }).mode)}`);
+  } else {
+    oneOf(p, 'iotHub.sku', hub?.sku, IOT_HUB_SKUS);
+    intIn(p, 'iotHub.capacity', hub?.capacity, 1, 200);
+  }
 
   const eh = cfg.eventHubs;
   oneOf(p, 'eventHubs.sku', eh?.sku, EVENT_HUBS_SKUS);
@@ -384,7 +446,7 @@ export function configProblems(cfg: EnvironmentConfig): string[] {
       if (!/^[0-9a-zA-Z-]{1,127}$/.test(cmk[key] ?? '')) p.push(`customerManagedKeys.${key} must be a Key Vault key name (1..127 letters, digits, hyphens), got ${show(cmk[key])}`);
     }
   }
-  if (cfg.protection?.denyLocalAuthPolicies === true && cfg.iotHub?.localAuthenticationEnabled === true) {
+  if (cfg.protection?.denyLocalAuthPolicies === true && cfg.iotHub !== undefined && !isAttached(cfg.iotHub) && cfg.iotHub.localAuthenticationEnabled === true) {
     p.push('iotHub.localAuthenticationEnabled cannot be true while protection.denyLocalAuthPolicies denies it');
   }
 
@@ -434,6 +496,42 @@ export function stateSeparationProblems(all: readonly EnvironmentConfig[]): stri
     const other = seen.get(account);
     if (other !== undefined) p.push(`environments ${show(other)} and ${show(env.name)} share the state storage account ${show(account)}: each needs its own`);
     else seen.set(account, env.name);
+  }
+  return p;
+}
+
+const RESOURCE_GROUP = /^[-\w.()]{0,89}[-\w()]$/;
+
+function attachProblems(hub: AttachIotHubConfig, cfg: EnvironmentConfig): string[] {
+  const p: string[] = [];
+  // Microsoft.Devices/IotHubs name rule: 3..50 letters, digits, hyphens; no leading or trailing hyphen.
+  if (!/^[a-zA-Z0-9](?:[a-zA-Z0-9-]{1,48})[a-zA-Z0-9]$/.test(hub.name ?? '')) {
+    p.push(`iotHub.name must be the existing hub's name (3..50 letters, digits, hyphens), got ${show(hub.name)}`);
+  }
+  if (!RESOURCE_GROUP.test(hub.resourceGroupName ?? '')) {
+    p.push(`iotHub.resourceGroupName must be the existing hub's resource group, got ${show(hub.resourceGroupName)}`);
+  }
+  if (hub.subscriptionId !== undefined && !GUID.test(hub.subscriptionId)) {
+    p.push(`iotHub.subscriptionId must be a GUID, got ${show(hub.subscriptionId)}`);
+  }
+  for (const k of ['sku', 'capacity', 'localAuthenticationEnabled'] as const) {
+    if (k in hub) p.push(`iotHub.${k} cannot be set in attach mode: the stack never changes the hub's own settings`);
+  }
+  const existing = hub.existing ?? { endpoints: 0, routes: 0 };
+  intIn(p, 'iotHub.existing.endpoints', existing.endpoints, 0, HUB_ROUTING_LIMITS.customEndpoints);
+  intIn(p, 'iotHub.existing.routes', existing.routes, 0, HUB_ROUTING_LIMITS.routes);
+  if (isInt(existing.endpoints) && existing.endpoints + ATTACH_ADDS.customEndpoints > HUB_ROUTING_LIMITS.customEndpoints) {
+    p.push(
+      `the hub already has ${existing.endpoints} custom endpoints; attaching adds ${ATTACH_ADDS.customEndpoints} and IoT Hub allows at most ${HUB_ROUTING_LIMITS.customEndpoints} on paid tiers: remove an unused endpoint first`,
+    );
+  }
+  if (isInt(existing.routes) && existing.routes + ATTACH_ADDS.routes > HUB_ROUTING_LIMITS.routes) {
+    p.push(
+      `the hub already has ${existing.routes} routes; attaching adds ${ATTACH_ADDS.routes} and IoT Hub allows at most ${HUB_ROUTING_LIMITS.routes} on paid tiers: remove unused routes first`,
+    );
+  }
+  if (cfg.smokeCheckAccess !== undefined) {
+    p.push('smokeCheckAccess cannot be set in attach mode: `npm run smoke` creates and deletes a device, which does not belong on a fleet\'s hub');
   }
   return p;
 }

@@ -3,7 +3,7 @@
  * `st<prefix><env><role>` for storage accounts. No randomness, so a name never changes
  * between two synths, and the smoke check can derive endpoints from the configuration.
  */
-import type { EnvironmentConfig } from './config.js';
+import { isAttached, type EnvironmentConfig } from './config.js';
 
 /** Fixed names shared with the function code (see the app settings in function-app.ts). */
 export const FIXED_NAMES = {
@@ -43,12 +43,13 @@ export interface ResourceNames {
   readonly actionGroupShortName: string;
 }
 
-export function resourceNames(cfg: Pick<EnvironmentConfig, 'namePrefix' | 'name'>): ResourceNames {
+export function resourceNames(cfg: Pick<EnvironmentConfig, 'namePrefix' | 'name'> & Partial<Pick<EnvironmentConfig, 'iotHub'>>): ResourceNames {
   const p = cfg.namePrefix;
   const e = cfg.name;
   return {
     resourceGroup: `rg-${p}-${e}`,
-    iotHub: `iot-${p}-${e}`,
+    // Attach mode: the existing hub's own name (the smoke check and outputs derive its host from it).
+    iotHub: cfg.iotHub && isAttached(cfg.iotHub) ? cfg.iotHub.name : `iot-${p}-${e}`,
     iotHubIdentity: `id-${p}-${e}-iothub`,
     iotHubEndpoint: FIXED_NAMES.iotHubEndpoint,
     eventHubNamespace: `evhns-${p}-${e}`,

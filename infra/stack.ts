@@ -4,7 +4,7 @@ import { AzurermProvider } from '@cdktf/provider-azurerm/lib/provider';
 import { DataAzurermClientConfig } from '@cdktf/provider-azurerm/lib/data-azurerm-client-config';
 import { ResourceGroup } from '@cdktf/provider-azurerm/lib/resource-group';
 import { UserAssignedIdentity } from '@cdktf/provider-azurerm/lib/user-assigned-identity';
-import { InvalidConfigError, iotHubMinTlsVersion, tombstoneTtlSeconds, validateConfig, type EnvironmentConfig } from './config.js';
+import { InvalidConfigError, iotHubMinTlsVersion, isAttached, tombstoneTtlSeconds, validateConfig, type EnvironmentConfig } from './config.js';
 import { namingProblems, resourceNames, type ResourceNames } from './naming.js';
 import { configureBackend, type BackendKind } from './backend.js';
 import type { StackContext } from './constructs/common.js';
@@ -80,6 +80,12 @@ export class TwinReplicaStack extends TerraformStack {
     });
     new TimeProvider(this, 'time');
     const client = new DataAzurermClientConfig(this, 'current', {});
+    // Attach mode, hub in another subscription: its endpoint and routes go through a provider aliased to
+    // that subscription (they read and write the hub in their provider's subscription).
+    const hubProvider =
+      isAttached(config.iotHub) && config.iotHub.subscriptionId !== undefined && config.iotHub.subscriptionId !== config.subscriptionId
+        ? new AzurermProvider(this, 'azurerm-iothub', { alias: 'iothub', subscriptionId: config.iotHub.subscriptionId, features: [{}] })
+        : undefined;
 
     const resourceGroup = new ResourceGroup(this, 'rg', {
       name: names.resourceGroup,
@@ -96,7 +102,8 @@ export class TwinReplicaStack extends TerraformStack {
         tags: config.tags,
       });
     const functionIdentity = identity('function-identity', names.functionIdentity);
-    const iotHubIdentity = identity('iothub-identity', names.iotHubIdentity);
+    // Attach mode uses the existing hub's system-assigned identity (see IotHubRouting).
+    const iotHubIdentity = isAttached(config.iotHub) ? undefined : identity('iothub-identity', names.iotHubIdentity);
 
     this.eventHubs = new EventHubs(this, 'event-hubs', { ...ctx, config: config.eventHubs, firewall: isPrivate });
     this.iotHub = new IotHubRouting(this, 'iot-hub', {
@@ -105,6 +112,9 @@ export class TwinReplicaStack extends TerraformStack {
       minTlsVersion: iotHubMinTlsVersion(config.location),
       identity: iotHubIdentity,
       eventHubs: this.eventHubs,
+      hubProvider,
+      eventHubsSubscriptionId: isAttached(config.iotHub) ? client.subscriptionId : undefined,
+      environment: config.name,
     });
     const keys = config.customerManagedKeys ? new CustomerManagedKeys(this, 'customer-managed-keys', { ...ctx, config: config.customerManagedKeys }) : undefined;
     this.cosmos = new CosmosReplica(this, 'cosmos', { ...ctx, config: config.cosmos, publicNetworkAccess: !isPrivate, customerManagedKey: keys?.cosmos });
@@ -129,7 +139,7 @@ export class TwinReplicaStack extends TerraformStack {
     });
 
     const propagation = new RolePropagation(this, 'role-propagation', {
-      identities: [functionIdentity, iotHubIdentity],
+      identities: iotHubIdentity ? [functionIdentity, iotHubIdentity] : [functionIdentity],
       iotHubSenderRole: this.iotHub.senderRole,
     });
     // The endpoint already waits for the sender role to exist; it must also wait until the
@@ -143,7 +153,8 @@ export class TwinReplicaStack extends TerraformStack {
       cosmos: this.cosmos,
       iotHub: this.iotHub,
       telemetry: this.telemetry,
-      subscriptionId: client.subscriptionId,
+      // The twin reader role is defined in the hub's resource group: an attached hub's subscription.
+      subscriptionId: isAttached(config.iotHub) && config.iotHub.subscriptionId ? config.iotHub.subscriptionId : client.subscriptionId,
       principalPropagated: propagation.identities,
     });
     if (config.smokeCheckAccess) {
@@ -180,7 +191,8 @@ export class TwinReplicaStack extends TerraformStack {
     this.protection = new EnvironmentProtection(this, 'protection', {
       ...ctx,
       config: config.protection,
-      lockTargets: { 'iot-hub': this.iotHub.hub, cosmos: this.cosmos.account, 'data-storage': this.storage.data },
+      // Never a lock on an attached hub: it is not this stack's.
+      lockTargets: { ...(this.iotHub.ownedHub ? { 'iot-hub': this.iotHub.ownedHub } : {}), cosmos: this.cosmos.account, 'data-storage': this.storage.data },
       keepTargets: [this.cosmos.database, this.cosmos.container],
     });
 

@@ -38,7 +38,8 @@ export interface AuditDiagnosticsProps {
  * metrics, so the two never overlap.
  */
 export class AuditDiagnostics extends Construct {
-  readonly settings: Record<keyof typeof AUDIT_LOG_CATEGORIES, MonitorDiagnosticSetting>;
+  /** `iotHub` only for a hub the stack creates: an attached hub's logs stay where its owner sends them. */
+  readonly settings: Record<Exclude<keyof typeof AUDIT_LOG_CATEGORIES, 'iotHub'>, MonitorDiagnosticSetting> & { iotHub?: MonitorDiagnosticSetting };
 
   constructor(scope: Construct, id: string, props: AuditDiagnosticsProps) {
     super(scope, id);
@@ -56,7 +57,7 @@ export class AuditDiagnostics extends Construct {
       cosmos: setting('cosmos', cosmos.account.id, true),
       // Blob logs are settings on the blob service, not on the account.
       dataBlobs: setting('dataBlobs', `${storage.data.id}/blobServices/default`),
-      iotHub: setting('iotHub', iotHub.hub.id),
+      ...(iotHub.ownedHub ? { iotHub: setting('iotHub', iotHub.ownedHub.id) } : {}),
       eventHubs: setting('eventHubs', eventHubs.namespace.id),
     };
   }

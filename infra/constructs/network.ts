@@ -71,8 +71,11 @@ export class PrivateNetwork extends Construct {
   readonly endpoints: PrivateEndpoint[] = [];
   /** The function's egress address in private mode (allowlist it where a public endpoint filters by IP). */
   readonly egressIp: PublicIp;
-  /** Event Hubs Data Sender for the hub's system-assigned identity (routing through the firewall). */
-  readonly trustedSenderRole: RoleAssignment;
+  /**
+   * Event Hubs Data Sender for the hub's system-assigned identity (routing through the firewall). Created
+   * hub only: an attached hub's system identity has that role from IotHubRouting already.
+   */
+  readonly trustedSenderRole?: RoleAssignment;
 
   constructor(scope: Construct, id: string, props: PrivateNetworkProps) {
     super(scope, id);
@@ -160,18 +163,21 @@ export class PrivateNetwork extends Construct {
     endpoint('data-blob', names.dataStorage, storage.data.id, 'blob');
     endpoint('event-hubs', names.eventHubNamespace, eventHubs.namespace.id, 'namespace');
 
-    const { hub, endpoint: routeEndpoint } = props.iotHub;
+    const { ownedHub: hub, endpoint: routeEndpoint } = props.iotHub;
+    // An attached hub already routes with its system-assigned identity (IotHubRouting): nothing to change.
+    if (!hub) return;
     hub.addOverride('identity.type', 'SystemAssigned, UserAssigned');
-    this.trustedSenderRole = new RoleAssignment(this, 'iot-hub-system-identity-sender', {
+    const trustedSenderRole = new RoleAssignment(this, 'iot-hub-system-identity-sender', {
       scope: eventHubs.hub.id,
       roleDefinitionName: ROLES.eventHubsDataSender,
       principalId: hub.identity.principalId,
       principalType: 'ServicePrincipal',
       description: 'IoT Hub routes through the Event Hubs firewall as a trusted service (system-assigned identity)',
     });
+    this.trustedSenderRole = trustedSenderRole;
     routeEndpoint.addOverride('identity_id', null);
     // depends_on takes a plain address (the construct's `fqn` is a token that renders as an interpolation here).
-    const senderAddress = `${this.trustedSenderRole.terraformResourceType}.${this.trustedSenderRole.friendlyUniqueId}`;
+    const senderAddress = `${trustedSenderRole.terraformResourceType}.${trustedSenderRole.friendlyUniqueId}`;
     routeEndpoint.dependsOn = [...(routeEndpoint.dependsOn ?? []), senderAddress];
   }
 }

@@ -29,7 +29,7 @@ describe('configuration validation', () => {
   it.each([
     ['an invalid name prefix', { namePrefix: 'Twin_Rep' }, /namePrefix must be 3\.\.10 lowercase letters\/digits .* got "Twin_Rep"/],
     ['a prefix too long for storage names', { namePrefix: 'abcdefghijk' }, /namePrefix .* got "abcdefghijk"/],
-    ['an invalid environment name', { name: 'Dev-1' }, /name must be 2\.\.5 lowercase letters\/digits .* got "Dev-1"/],
+    ['an invalid environment name', { name: 'Dev-1' }, /name must be 2\.\.8 lowercase letters\/digits .* got "Dev-1"/],
     ['retention of 0 days', { eventHubs: { ...dev.eventHubs, retentionDays: 0 } }, /eventHubs\.retentionDays must be an integer from 1 to 7 \(Standard tier\), got 0/],
     ['retention of 8 days', { eventHubs: { ...dev.eventHubs, retentionDays: 8 } }, /eventHubs\.retentionDays must be an integer from 1 to 7 \(Standard tier\), got 8/],
     ['33 partitions', { eventHubs: { ...dev.eventHubs, partitionCount: 33 } }, /eventHubs\.partitionCount must be an integer from 1 to 32/],

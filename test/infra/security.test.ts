@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { configProblems, environments, findEnvironment, stateSeparationProblems, type EnvironmentConfig } from '../../infra/config';
+import { configProblems, environments, findEnvironment, stateSeparationProblems, type CreateIotHubConfig, type EnvironmentConfig } from '../../infra/config';
 import { synthesize } from '../../infra/app';
 import { AUDIT_LOG_CATEGORIES } from '../../infra/constructs/diagnostics';
 import { DENY_LOCAL_AUTH_POLICIES } from '../../infra/constructs/protection';
@@ -278,7 +278,7 @@ describe('configuration of the controls', () => {
   });
 
   it('refuses IoT Hub local auth while the deny policy is on', () => {
-    expect(configProblems({ ...prod, iotHub: { ...prod.iotHub, localAuthenticationEnabled: true } })).toEqual([
+    expect(configProblems({ ...prod, iotHub: { ...(prod.iotHub as CreateIotHubConfig), localAuthenticationEnabled: true } })).toEqual([
       'iotHub.localAuthenticationEnabled cannot be true while protection.denyLocalAuthPolicies denies it',
     ]);
   });
