@@ -1,0 +1,216 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import {
+  ATTACH_ADDS,
+  configProblems,
+  findEnvironment,
+  type AttachIotHubConfig,
+  type EnvironmentConfig,
+} from '../../infra/config';
+import { attachedRoutingNames, missingSystemIdentityMessage, ROUTED_SOURCES } from '../../infra/constructs/iot-hub';
+import { resourceNames } from '../../infra/naming';
+import { addressOf, byPath, cleanup, ref, resources, single, synthFixture, tempDir, type StackJson, type Synthesized } from './helpers';
+
+/**
+ * Attach mode on real synthesized Terraform JSON: the shipped `existing` example (hub in another
+ * subscription) and a variant whose hub is in the replica's subscription.
+ */
+const existing = findEnvironment('existing');
+const hubCfg = existing.iotHub as AttachIotHubConfig;
+const sameSub: EnvironmentConfig = {
+  ...existing,
+  name: 'samesub',
+  iotHub: { mode: 'attach', name: 'iot-fleet-2', resourceGroupName: 'rg-fleet' },
+  tags: { app: 'twin-replica', env: 'samesub' },
+};
+
+let synth: Synthesized;
+let s: StackJson;
+beforeAll(async () => {
+  synth = await synthFixture({ environments: [existing, sameSub] });
+  s = synth.stacks.existing;
+});
+afterAll(cleanup);
+
+const HUB_DATA = (stack: StackJson) => Object.keys(stack.data?.azurerm_iothub ?? {});
+const dataRef = (stack: StackJson, attr: string) => `\${data.azurerm_iothub.${HUB_DATA(stack)[0]}.${attr}}`;
+
+function strings(value: unknown, out: string[] = []): string[] {
+  if (typeof value === 'string') out.push(value);
+  else if (Array.isArray(value)) value.forEach((v) => strings(v, out));
+  else if (value && typeof value === 'object') Object.values(value).forEach((v) => strings(v, out));
+  return out;
+}
+
+describe('the existing stack (attach mode, hub in another subscription)', () => {
+  it('creates no IoT Hub, no fallback route and no hub identity: nothing that owns the hub or its settings', () => {
+    expect(s.resource.azurerm_iothub).toBeUndefined();
+    expect(s.resource.azurerm_iothub_fallback_route).toBeUndefined();
+    // Every IoT Hub resource type this stack declares is one that adds to a hub (endpoint, route).
+    expect(Object.keys(s.resource).filter((t) => t.startsWith('azurerm_iothub')).sort()).toEqual(['azurerm_iothub_endpoint_eventhub', 'azurerm_iothub_route']);
+    expect(resources(s, 'azurerm_user_assigned_identity').map((i) => i.name)).toEqual([resourceNames(existing).functionIdentity]);
+    // No resource type that could carry hub settings (shared access policies, DPS links, certificates...).
+    expect(Object.keys(s.resource).filter((t) => /iothub|iot_hub|iot_dps/.test(t) && !/endpoint_eventhub|route$/.test(t))).toEqual([]);
+  });
+
+  it('reads the hub as data through the provider of the hub subscription, and fails the plan without its system identity', () => {
+    expect(HUB_DATA(s)).toHaveLength(1);
+    const hub = Object.values(s.data!.azurerm_iothub)[0];
+    expect(hub).toMatchObject({ name: hubCfg.name, resource_group_name: hubCfg.resourceGroupName, provider: 'azurerm.iothub' });
+    const [check] = hub.lifecycle.postcondition;
+    expect(check.condition).toContain('self.identity[0].type');
+    expect(check.condition).toContain('self.identity[0].principal_id');
+    expect(check.error_message).toBe(missingSystemIdentityMessage(hubCfg));
+    expect(check.error_message).toContain(`az iot hub identity assign --name ${hubCfg.name} --resource-group ${hubCfg.resourceGroupName} --subscription ${hubCfg.subscriptionId} --system-assigned`);
+    const aliased = s.provider.azurerm.find((p: { alias?: string }) => p.alias === 'iothub');
+    expect(aliased).toEqual({ alias: 'iothub', subscription_id: hubCfg.subscriptionId, features: [{}] });
+    // The default provider (the replica's resources) stays unaliased and is the only other one.
+    expect(s.provider.azurerm.filter((p: { alias?: string }) => p.alias === undefined)).toHaveLength(1);
+  });
+
+  it('binds one identity-based endpoint to the hub: no key, the hub system identity, the replica subscription and resource group', () => {
+    const ep = single(s, 'azurerm_iothub_endpoint_eventhub');
+    expect(ep).toMatchObject({
+      provider: 'azurerm.iothub',
+      name: attachedRoutingNames('existing').endpoint,
+      iothub_id: dataRef(s, 'id'),
+      authentication_type: 'identityBased',
+      endpoint_uri: expect.stringMatching(/^sb:\/\/\$\{azurerm_eventhub_namespace\..*\.servicebus\.windows\.net$/),
+      entity_path: ref(s, 'azurerm_eventhub', '/event-hubs/hub', 'name'),
+      resource_group_name: '${azurerm_resource_group.rg.name}',
+      subscription_id: '${data.azurerm_client_config.current.subscription_id}',
+      depends_on: [addressOf(s, 'azurerm_role_assignment', '/iot-hub/event-hubs-sender')],
+    });
+    // Without identity_id the provider leaves the endpoint's identity unset: the hub uses its system identity.
+    expect(ep.identity_id).toBeUndefined();
+    expect(ep.connection_string).toBeUndefined();
+  });
+
+  it('adds the three routes to that endpoint on the attached hub, named so they cannot clash with the hub own', () => {
+    const routes = resources(s, 'azurerm_iothub_route');
+    expect(routes).toHaveLength(ATTACH_ADDS.routes);
+    expect(routes.map((r) => r.source).sort()).toEqual(Object.values(ROUTED_SOURCES).sort());
+    const names = attachedRoutingNames('existing');
+    for (const r of routes) {
+      expect(r).toMatchObject({
+        provider: 'azurerm.iothub',
+        iothub_name: dataRef(s, 'name'),
+        resource_group_name: hubCfg.resourceGroupName,
+        condition: 'true',
+        enabled: true,
+        endpoint_names: [ref(s, 'azurerm_iothub_endpoint_eventhub', '/iot-hub/endpoint', 'name')],
+      });
+      expect(Object.values(names.routes)).toContain(r.name);
+    }
+    // Telemetry is not touched: no route of this stack carries DeviceMessages.
+    expect(routes.some((r) => r.source === 'DeviceMessages')).toBe(false);
+  });
+
+  it('grants the hub system identity Event Hubs Data Sender on the Event Hub only, and the function IoT Hub Data Reader on the hub', () => {
+    const sender = byPath(s, 'azurerm_role_assignment', '/iot-hub/event-hubs-sender');
+    expect(sender).toMatchObject({
+      scope: ref(s, 'azurerm_eventhub', '/event-hubs/hub', 'id'),
+      role_definition_name: 'Azure Event Hubs Data Sender',
+      principal_id: dataRef(s, 'identity[0].principal_id'),
+      principal_type: 'ServicePrincipal',
+    });
+    expect(sender.provider).toBeUndefined();
+    const reader = byPath(s, 'azurerm_role_assignment', '/function-access/iot-hub-data-reader');
+    expect(reader).toMatchObject({ scope: dataRef(s, 'id'), role_definition_name: 'IoT Hub Data Reader' });
+    // The only role assignments scoped to the hub are the function's reader (no deployer smoke grants on a fleet's hub).
+    const onHub = resources(s, 'azurerm_role_assignment').filter((r) => String(r.scope).includes('azurerm_iothub'));
+    expect(onHub.map((r) => r.role_definition_name)).toEqual(['IoT Hub Data Reader']);
+  });
+
+  it('points the function at the attached hub and runs verify/repair hourly: the first fill starts with no one remembering to', () => {
+    const app = single(s, 'azurerm_function_app_flex_consumption');
+    expect(app.app_settings.IOTHUB_HOSTNAME).toBe(dataRef(s, 'hostname'));
+    expect(app.app_settings.VERIFY_SCHEDULE).toBe('0 15 * * * *');
+    expect(s.output?.iot_hub_hostname.value).toBe(dataRef(s, 'hostname'));
+  });
+
+  it('every reference names a declared block, and every hub reference is the data source', () => {
+    const known = new Set<string>();
+    for (const [type, byName] of Object.entries(s.resource)) for (const name of Object.keys(byName)) known.add(`${type}.${name}`);
+    for (const [type, byName] of Object.entries(s.data ?? {})) for (const name of Object.keys(byName)) known.add(`data.${type}.${name}`);
+    const refs = strings(s.resource).concat(strings(s.output ?? {})).flatMap((x) => [...x.matchAll(/\$\{((?:data\.)?azurerm_[a-z0-9_]+\.[A-Za-z0-9_-]+)\./g)].map((m) => m[1]));
+    for (const r of refs) expect(known, r).toContain(r);
+    const hubRefs = refs.filter((r) => /azurerm_iothub\./.test(r));
+    expect(hubRefs.length).toBeGreaterThanOrEqual(6);
+    for (const r of hubRefs) expect(r).toMatch(/^data\.azurerm_iothub\./);
+  });
+});
+
+describe('attach mode with the hub in the replica subscription', () => {
+  it('needs no second provider: data, endpoint and routes use the default one', () => {
+    const t = synth.stacks.samesub;
+    expect(t.provider.azurerm).toHaveLength(1);
+    expect(Object.values(t.data!.azurerm_iothub)[0].provider).toBeUndefined();
+    expect(single(t, 'azurerm_iothub_endpoint_eventhub').provider).toBeUndefined();
+    for (const r of resources(t, 'azurerm_iothub_route')) expect(r.provider).toBeUndefined();
+    expect(single(t, 'azurerm_iothub_endpoint_eventhub').name).toBe('twin-replica-samesub');
+    expect(Object.values(t.data!.azurerm_iothub)[0].lifecycle.postcondition[0].error_message).not.toContain('--subscription');
+  });
+});
+
+describe('attach configuration', () => {
+  const attach = (iotHub: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+    configProblems({ ...existing, ...extra, iotHub: { ...hubCfg, ...iotHub } } as EnvironmentConfig);
+
+  it('accepts the example and a hub with room for one endpoint and three routes', () => {
+    expect(configProblems(existing)).toEqual([]);
+    expect(attach({ existing: { endpoints: 9, routes: 97 } })).toEqual([]);
+  });
+
+  it('refuses to pass the hub limits, naming the count and the limit', () => {
+    expect(attach({ existing: { endpoints: 10, routes: 0 } })).toEqual([
+      'the hub already has 10 custom endpoints; attaching adds 1 and IoT Hub allows at most 10 on paid tiers: remove an unused endpoint first',
+    ]);
+    expect(attach({ existing: { endpoints: 0, routes: 98 } })).toEqual([
+      'the hub already has 98 routes; attaching adds 3 and IoT Hub allows at most 100 on paid tiers: remove unused routes first',
+    ]);
+  });
+
+  it('refuses hub settings, a bad name, resource group or subscription, and the deployer smoke grant', () => {
+    expect(attach({ sku: 'S1' })).toEqual(["iotHub.sku cannot be set in attach mode: the stack never changes the hub's own settings"]);
+    expect(attach({ name: '-bad-' })[0]).toMatch(/^iotHub\.name must be the existing hub's name/);
+    expect(attach({ resourceGroupName: 'rg.' })[0]).toMatch(/^iotHub\.resourceGroupName/);
+    expect(attach({ subscriptionId: 'nope' })).toEqual(['iotHub.subscriptionId must be a GUID, got "nope"']);
+    expect(attach({}, { grantDeployerSmokeAccess: true })[0]).toMatch(/^grantDeployerSmokeAccess must be false in attach mode/);
+    expect(configProblems({ ...existing, iotHub: { mode: 'adopt' } } as unknown as EnvironmentConfig)).toEqual(['iotHub.mode must be "create" or "attach", got "adopt"']);
+  });
+
+  it('the routes it counts are the routes it adds', () => {
+    expect(ATTACH_ADDS.routes).toBe(Object.keys(ROUTED_SOURCES).length);
+    expect(ATTACH_ADDS.customEndpoints).toBe(1);
+  });
+
+  it('names the smoke check and outputs after the attached hub', () => {
+    expect(resourceNames(existing).iotHub).toBe(hubCfg.name);
+    expect(resourceNames(findEnvironment('dev')).iotHub).toBe('iot-twinrep-dev');
+  });
+});
+
+// The postcondition's expression, evaluated by Terraform itself (`terraform console`, no provider needed):
+// `self` stands for the data source, replaced by a local holding what azurerm_iothub's `identity` reads.
+const terraformOnPath = spawnSync('terraform', ['version'], { encoding: 'utf8' }).status === 0;
+describe.runIf(terraformOnPath)('the system-identity postcondition, evaluated by terraform console', () => {
+  const identities: [string, string, boolean][] = [
+    ['no identity block', '[]', false],
+    ['identity type None', '[{ type = "None", principal_id = "" }]', false],
+    ['user-assigned only', '[{ type = "UserAssigned", principal_id = "" }]', false],
+    ['system-assigned', '[{ type = "SystemAssigned", principal_id = "11111111-2222-3333-4444-555555555555" }]', true],
+    ['system- and user-assigned', '[{ type = "SystemAssigned, UserAssigned", principal_id = "11111111-2222-3333-4444-555555555555" }]', true],
+  ];
+  it.each(identities)('%s → %s', async (_, identity, expected) => {
+    const condition: string = Object.values(s.data!.azurerm_iothub)[0].lifecycle.postcondition[0].condition;
+    const expr = condition.replace(/^\$\{/, '').replace(/\}$/, '').replaceAll('self.', 'local.hub.');
+    const dir = await tempDir('attach-condition-');
+    writeFileSync(path.join(dir, 'main.tf'), `locals {\n  hub = { identity = ${identity} }\n}\n`);
+    const out = spawnSync('terraform', ['console'], { cwd: dir, input: `${expr}\n`, encoding: 'utf8', env: { ...process.env, TF_CLI_CONFIG_FILE: '/dev/null' } });
+    expect(out.stderr).toBe('');
+    expect(out.stdout.trim()).toBe(String(expected));
+  });
+});
