@@ -41,7 +41,8 @@ export interface CreateIotHubConfig {
 /**
  * Attach to an IoT Hub that already exists (with its devices, routes and consumers). The stack
  * reads the hub and adds one endpoint, three routes and role assignments; it never manages the
- * hub resource itself. Prerequisite: the hub's system-assigned identity is on (docs/attach.md).
+ * hub resource itself. Prerequisite: the hub's system-assigned identity is on; `npm run attach-check`
+ * reads the hub and says whether it is ready (docs/attach.md).
  */
 export interface AttachIotHubConfig {
   readonly mode: 'attach';
@@ -50,12 +51,6 @@ export interface AttachIotHubConfig {
   readonly resourceGroupName: string;
   /** Subscription of the hub when it differs from the replica's; read through a second azurerm provider. */
   readonly subscriptionId?: string;
-  /**
-   * Custom endpoints and routes the hub already has, as `npm run attach-check` counts them; lets synth
-   * refuse a deployment that would pass the hub's limits (10 custom endpoints, 100 routes on paid tiers).
-   * @default { endpoints: 0, routes: 0 }
-   */
-  readonly existing?: { readonly endpoints: number; readonly routes: number };
 }
 
 export type IotHubConfig = CreateIotHubConfig | AttachIotHubConfig;
@@ -64,13 +59,6 @@ export function isAttached(cfg: IotHubConfig): cfg is AttachIotHubConfig {
   return cfg.mode === 'attach';
 }
 
-/**
- * What attach mode adds to a hub, and the hub's limits (paid tiers): "A maximum of 10 custom endpoints
- * are allowed across all endpoint types for paid hubs", "A maximum of 100 routing rules are allowed for
- * paid hubs" (Microsoft Learn, @azure/arm-iothub RoutingProperties; IoT Hub quotas and throttling).
- */
-export const HUB_ROUTING_LIMITS = { customEndpoints: 10, routes: 100 } as const;
-export const ATTACH_ADDS = { customEndpoints: 1, routes: 3 } as const;
 
 export interface EventHubsConfig {
   /** Only Standard: Basic has no consumer groups beyond $Default and 1-day retention. @default 'Standard' */
@@ -310,7 +298,6 @@ export const environments: readonly EnvironmentConfig[] = [
       name: 'iot-contoso-fleet',
       resourceGroupName: 'rg-contoso-iot',
       subscriptionId: '00000000-0000-0000-0000-000000000001',
-      existing: { endpoints: 2, routes: 4 },
     },
     stateBackend: stateBackendFor(baseDefaults.namePrefix, 'existing'),
     // The fill: verify/repair every hour until it has seen every twin, instead of once a day.
@@ -516,19 +503,6 @@ function attachProblems(hub: AttachIotHubConfig, cfg: EnvironmentConfig): string
   }
   for (const k of ['sku', 'capacity', 'localAuthenticationEnabled'] as const) {
     if (k in hub) p.push(`iotHub.${k} cannot be set in attach mode: the stack never changes the hub's own settings`);
-  }
-  const existing = hub.existing ?? { endpoints: 0, routes: 0 };
-  intIn(p, 'iotHub.existing.endpoints', existing.endpoints, 0, HUB_ROUTING_LIMITS.customEndpoints);
-  intIn(p, 'iotHub.existing.routes', existing.routes, 0, HUB_ROUTING_LIMITS.routes);
-  if (isInt(existing.endpoints) && existing.endpoints + ATTACH_ADDS.customEndpoints > HUB_ROUTING_LIMITS.customEndpoints) {
-    p.push(
-      `the hub already has ${existing.endpoints} custom endpoints; attaching adds ${ATTACH_ADDS.customEndpoints} and IoT Hub allows at most ${HUB_ROUTING_LIMITS.customEndpoints} on paid tiers: remove an unused endpoint first`,
-    );
-  }
-  if (isInt(existing.routes) && existing.routes + ATTACH_ADDS.routes > HUB_ROUTING_LIMITS.routes) {
-    p.push(
-      `the hub already has ${existing.routes} routes; attaching adds ${ATTACH_ADDS.routes} and IoT Hub allows at most ${HUB_ROUTING_LIMITS.routes} on paid tiers: remove unused routes first`,
-    );
   }
   if (cfg.smokeCheckAccess !== undefined) {
     p.push('smokeCheckAccess cannot be set in attach mode: `npm run smoke` creates and deletes a device, which does not belong on a fleet\'s hub');
