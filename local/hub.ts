@@ -136,6 +136,11 @@ export class SimulatedHub {
     return [...new Set([...this.everKnown.values()].map((k) => k.deviceId))];
   }
 
+  /** The hub's clock in ms: a read of the hub now reflects every operation up to it, none after. */
+  clockMs(): number {
+    return Math.floor(this.ticks / 10_000);
+  }
+
   modulesOf(deviceId: string): HubTwin[] {
     return this.twins().filter((t) => t.key.deviceId === deviceId && t.key.moduleId !== undefined);
   }

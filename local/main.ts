@@ -3,6 +3,12 @@
  * for the Functions Event Hubs trigger → the real `syncTwins` (real InvocationContext, real engine built from
  * app settings) → a fault proxy → a local Cosmos-compatible server; dead letters in Azurite. Ends by
  * comparing every replica document with the hub's twins. Exit code 0 only when the replica matches.
+ *
+ * `--attach`: the first fill of an attached hub (docs/attach.md). The hub already has its fleet and has lived
+ * `--pre-attach-ops` operations whose events went nowhere (no route yet); then the routes come on mid-stream
+ * and the fill (the backfill the verify/repair timer runs) reads every twin while events keep flowing; once
+ * the stream is drained, the timer's next run repairs what the fill could not settle. `--skip-fill` is the
+ * negative control: attached without the fill, twins nobody touched since are missing and the verdict fails.
  */
 import { BlobServiceClient } from '@azure/storage-blob';
 import cliProgress from 'cli-progress';
@@ -23,6 +29,8 @@ import { SimulatedHub } from './hub';
 import { exampleQueryCommands } from './queryExample';
 import { Rng } from './random';
 import { Workload } from './workload';
+import { runFirstFill, runTimerPass } from './attach';
+import { CosmosReplicaIndex, type BackfillReport, type VerifyReport } from '../functions/src/replicaTools/scan';
 
 function int(min: number) {
   return (v: string) => {
@@ -66,6 +74,10 @@ const program = new Command()
   .option('--time-scale <f>', 'multiplies the retry policy\'s intervals (5 s … 5 min)', nonNegative, 0.01)
   .option('--concurrency <n>', 'SYNC_CONCURRENCY: point reads (and single writes, where no bulk) at once per invocation', int(1), 16)
   .option('--keep', 'leave the local Cosmos server running and print its endpoint and key', false)
+  .option('--attach', 'start from a hub that already has devices and twins, attach mid-stream and run the first fill while events flow', false)
+  .option('--pre-attach-ops <n>', 'with --attach: operations the fleet lives before the routes exist (their events go nowhere)', int(0), 3000)
+  .option('--fill-page-size <n>', 'with --attach: twins per twin query page of the fill', int(1), 10)
+  .option('--skip-fill', 'with --attach, negative control: attach without the fill (the verdict must then fail)', false)
   .option('--tamper <n>', 'negative control: change n live replica documents behind the engine\'s back before the comparison (the verdict must then fail)', int(0), 0)
   .option('--no-progress', 'no progress bar (for logs)');
 
@@ -80,7 +92,7 @@ async function main(): Promise<number> {
     devices: number; moduleShare: number; events: number; partitions: number; batchSize: number; seed: number;
     coalesceRate: number; telemetryRate: number; duplicateRate: number; reorderWindow: number; crashRate: number; workerKillers: number; throttleRate: number; bulkThrottleRate: number;
     retryAfterMs: number; outageRate: number; outageMs: number; slowMs: number; timeScale: number; concurrency: number;
-    keep: boolean; progress: boolean; tamper: number;
+    keep: boolean; progress: boolean; tamper: number; attach: boolean; preAttachOps: number; fillPageSize: number; skipFill: boolean;
   }>();
   const started = performance.now();
   // Separate streams: the hub's events depend on the seed alone; fault timing also depends on scheduling.
@@ -124,7 +136,14 @@ async function main(): Promise<number> {
   const killerAt = new Set(Array.from({ length: o.workerKillers }, () => rng.int(0, Math.max(0, o.events - 1))));
   const KILLER = ' [worker-killer]';
   let published = 0;
+  // Attach mode: until the routes exist, the hub's events go nowhere.
+  let routed = !o.attach;
+  let unrouted = 0;
   const hub = new SimulatedHub((e) => {
+    if (!routed) {
+      unrouted++;
+      return;
+    }
     const p = eventHub.publish(e.event, e.ms, killerAt.has(published++) ? e.label + KILLER : e.label);
     if (o.duplicateRate > 0 && rng.chance(o.duplicateRate)) replays += eventHub.replay(p, rng.int(1, 5));
   }, { seed: o.seed, reorderWindow: o.reorderWindow });
@@ -175,8 +194,24 @@ async function main(): Promise<number> {
   }, 250);
 
   let producing = true;
+  let fill: Promise<BackfillReport | undefined> = Promise.resolve(undefined);
+  const fillEvents = { atStart: 0, atEnd: 0, syncedAtStart: 0, syncedAtEnd: 0 };
+  const fillOptions = () => ({ hub, engine: createEngine(settings), hubNow: () => hub.clockMs(), pageSize: o.fillPageSize });
   const producer = (async () => {
     workload.provision();
+    if (o.attach) {
+      for (let i = 0; i < o.preAttachOps; i++) workload.step();
+      routed = true; // cdktf deploy: the endpoint and routes now exist
+      if (!o.skipFill) {
+        fillEvents.atStart = eventHub.total;
+        fillEvents.syncedAtStart = processed();
+        fill = runFirstFill(fillOptions()).then((r) => {
+          fillEvents.atEnd = eventHub.total;
+          fillEvents.syncedAtEnd = processed();
+          return r;
+        });
+      }
+    }
     while (eventHub.total < o.events) {
       for (let i = 0; i < 100 && eventHub.total < o.events; i++) {
         workload.step();
@@ -200,12 +235,16 @@ async function main(): Promise<number> {
   });
   await producer;
   await Promise.all(consumers);
+  const fillReport = await fill;
   clearInterval(ticker);
   if (outageTimer) clearTimeout(outageTimer);
   await proxy.comeBack();
   bar?.update(processed(), { lag: 0 });
   bar?.stop();
   const syncSeconds = (performance.now() - started) / 1000;
+  // The timer's next run, once the stream is drained: repairs twins whose event raced their read.
+  let timerPass: VerifyReport | undefined;
+  if (fillReport) timerPass = await runTimerPass({ ...fillOptions(), replica: new CosmosReplicaIndex(cosmos.container) });
 
   // 6. Compare every document with the hub (read directly from the server, not through the fault proxy).
   const { resources } = await cosmos.container.items.readAll<TwinDoc>().fetchAll();
@@ -246,6 +285,17 @@ async function main(): Promise<number> {
   line('injected faults', `${proxy.stats.throttled} × 429 (retry-after ${o.retryAfterMs} ms), ${proxy.stats.throttledOps} bulk operations 429, ${outages} outage(s) of ${o.outageMs} ms, ${trigger.stats.crashes} host crash(es)`);
   line('documents', `${cmp.documents} (${cmp.liveTwins} live twins in the hub)`);
   line('time', `${syncSeconds.toFixed(1)} s, ${Math.round(eventHub.total / syncSeconds)} events/s`);
+  if (o.attach) {
+    console.log('attach');
+    line('before the routes', `${o.preAttachOps} operations on ${o.devices} devices, ${unrouted} events routed nowhere`);
+    if (fillReport) {
+      line('first fill', `${fillReport.twins.devices} device + ${fillReport.twins.modules} module twins in ${fillReport.pages} pages: applied ${fillReport.replica.applied}, stale ${fillReport.replica.stale} (an event was ahead), dead-lettered ${fillReport.replica.deadLettered}`);
+      line('events during the fill', `${fillEvents.atEnd - fillEvents.atStart} published and ${fillEvents.syncedAtEnd - fillEvents.syncedAtStart} synced by syncTwins while it read the hub`);
+    } else line('first fill', 'skipped (negative control)');
+    if (timerPass) {
+      line('next timer run', `missing ${timerPass.missing.count}, stale ${timerPass.stale.count}, partial ${timerPass.partial.count}, extra ${timerPass.extra.count}; repaired ${timerPass.repaired?.applied ?? 0}, remaining ${timerPass.remaining}`);
+    }
+  }
   for (const m of unexpected.slice(0, 10)) console.log(`  MISMATCH ${m}`);
   if (unexpected.length > 10) console.log(`  … and ${unexpected.length - 10} more`);
   if (expected.length) console.log(`  ${expected.length} difference(s) on ${awaitingRepair.size} device(s) whose events were dead-lettered unprocessed: repaired from the hub by verify --repair`);
