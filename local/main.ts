@@ -12,7 +12,7 @@
  */
 import { BlobServiceClient } from '@azure/storage-blob';
 import cliProgress from 'cli-progress';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { createAttemptCounter, createEngine, readSettings } from '../functions/src/config';
 import { CosmosTwinStore, stripSystemFields } from '../functions/src/adapters/cosmosStore';
 import { SYNC_RETRY, syncTwins } from '../functions/src/functions/syncTwins';
@@ -77,6 +77,7 @@ const program = new Command()
   .option('--attach', 'start from a hub that already has devices and twins, attach mid-stream and run the first fill while events flow', false)
   .option('--pre-attach-ops <n>', 'with --attach: operations the fleet lives before the routes exist (their events go nowhere)', int(0), 3000)
   .option('--fill-page-size <n>', 'with --attach: twins per twin query page of the fill', int(1), 10)
+  .addOption(new Option('--fill <kind>', 'with --attach: the fill is a backfill (reads every twin once), or a verify/repair run (what the timer runs today)').choices(['backfill', 'verify']).default('backfill'))
   .option('--skip-fill', 'with --attach, negative control: attach without the fill (the verdict must then fail)', false)
   .option('--tamper <n>', 'negative control: change n live replica documents behind the engine\'s back before the comparison (the verdict must then fail)', int(0), 0)
   .option('--no-progress', 'no progress bar (for logs)');
@@ -92,7 +93,7 @@ async function main(): Promise<number> {
     devices: number; moduleShare: number; events: number; partitions: number; batchSize: number; seed: number;
     coalesceRate: number; telemetryRate: number; duplicateRate: number; reorderWindow: number; crashRate: number; workerKillers: number; throttleRate: number; bulkThrottleRate: number;
     retryAfterMs: number; outageRate: number; outageMs: number; slowMs: number; timeScale: number; concurrency: number;
-    keep: boolean; progress: boolean; tamper: number; attach: boolean; preAttachOps: number; fillPageSize: number; skipFill: boolean;
+    keep: boolean; progress: boolean; tamper: number; attach: boolean; preAttachOps: number; fillPageSize: number; skipFill: boolean; fill: 'backfill' | 'verify';
   }>();
   const started = performance.now();
   // Separate streams: the hub's events depend on the seed alone; fault timing also depends on scheduling.
@@ -194,7 +195,7 @@ async function main(): Promise<number> {
   }, 250);
 
   let producing = true;
-  let fill: Promise<BackfillReport | undefined> = Promise.resolve(undefined);
+  let fill: Promise<BackfillReport | VerifyReport | undefined> = Promise.resolve(undefined);
   const fillEvents = { atStart: 0, atEnd: 0, syncedAtStart: 0, syncedAtEnd: 0 };
   const fillOptions = () => ({ hub, engine: createEngine(settings), hubNow: () => hub.clockMs(), pageSize: o.fillPageSize });
   const producer = (async () => {
@@ -205,7 +206,8 @@ async function main(): Promise<number> {
       if (!o.skipFill) {
         fillEvents.atStart = eventHub.total;
         fillEvents.syncedAtStart = processed();
-        fill = runFirstFill(fillOptions()).then((r) => {
+        const run = o.fill === 'verify' ? runTimerPass({ ...fillOptions(), replica: new CosmosReplicaIndex(cosmos.container) }) : runFirstFill(fillOptions());
+        fill = run.then((r) => {
           fillEvents.atEnd = eventHub.total;
           fillEvents.syncedAtEnd = processed();
           return r;
@@ -288,8 +290,12 @@ async function main(): Promise<number> {
   if (o.attach) {
     console.log('attach');
     line('before the routes', `${o.preAttachOps} operations on ${o.devices} devices, ${unrouted} events routed nowhere`);
-    if (fillReport) {
+    if (fillReport && 'pages' in fillReport) {
       line('first fill', `${fillReport.twins.devices} device + ${fillReport.twins.modules} module twins in ${fillReport.pages} pages: applied ${fillReport.replica.applied}, stale ${fillReport.replica.stale} (an event was ahead), dead-lettered ${fillReport.replica.deadLettered}`);
+    } else if (fillReport) {
+      line('first fill (verify)', `${fillReport.hubTwins.devices} device + ${fillReport.hubTwins.modules} module twins: missing ${fillReport.missing.count}, stale ${fillReport.stale.count}, partial ${fillReport.partial.count}, changed during the scan ${fillReport.changedDuringScan}; repaired ${fillReport.repaired?.applied ?? 0}, skipped ${fillReport.repaired?.skipped ?? 0} (an event was ahead)`);
+    }
+    if (fillReport) {
       line('events during the fill', `${fillEvents.atEnd - fillEvents.atStart} published and ${fillEvents.syncedAtEnd - fillEvents.syncedAtStart} synced by syncTwins while it read the hub`);
     } else line('first fill', 'skipped (negative control)');
     if (timerPass) {

@@ -35,6 +35,14 @@ describe('npm run local -- --attach', () => {
     expect(stdout).toMatch(/replica matches hub: 30\/30 devices/);
   }, 120_000);
 
+  it('the fill can be the verify/repair run the timer makes today: same verdict', async () => {
+    const { stdout } = await run(tsx[0], [tsx[1], '--attach', '--fill', 'verify', '--devices', '30', '--events', '2500', '--pre-attach-ops', '1500', '--fill-page-size', '3', '--partitions', '2', '--seed', '4', '--no-progress'], { timeout: 120_000 });
+    expect(stdout).toMatch(/first fill \(verify\)\s+\d+ device \+ \d+ module twins: missing \d+, stale \d+, partial \d+, changed during the scan \d+; repaired [1-9]\d*/);
+    expect(Number(stdout.match(/events during the fill\s+\d+ published and (\d+) synced/)?.[1])).toBeGreaterThan(0);
+    expect(stdout).toMatch(/next timer run\s+missing 0, stale 0, partial 0, extra 0; repaired \d+, remaining 0/);
+    expect(stdout).toMatch(/replica matches hub: 30\/30 devices/);
+  }, 120_000);
+
   it('negative control: attached without the fill, the twins nobody touched since are missing and the run fails', async () => {
     const err = await run(tsx[0], [tsx[1], '--attach', '--skip-fill', '--devices', '30', '--events', '1500', '--pre-attach-ops', '1500', '--partitions', '2', '--seed', '4', '--no-progress'], { timeout: 120_000 }).then(() => undefined, (e) => e);
     expect(err?.code).toBe(1);
@@ -44,7 +52,7 @@ describe('npm run local -- --attach', () => {
 
   it('lists the attach flags', async () => {
     const { stdout } = await run(tsx[0], [tsx[1], '--help']);
-    for (const flag of ['--attach', '--pre-attach-ops', '--fill-page-size', '--skip-fill']) expect(stdout).toContain(flag);
+    for (const flag of ['--attach', '--pre-attach-ops', '--fill-page-size', '--fill <kind>', '--skip-fill']) expect(stdout).toContain(flag);
   });
 });
 
