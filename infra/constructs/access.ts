@@ -92,7 +92,8 @@ export class FunctionAccess extends Construct {
     const hubResourceGroup = `/subscriptions/${props.subscriptionId}/resourceGroups/${iotHub.hub.resourceGroupName}`;
     this.twinReaderRole = new RoleDefinition(this, 'twin-reader-role', {
       // Role names are unique per tenant: the hub name makes it unique per environment.
-      name: `twin-replica twin reader (${iotHub.hub.name})`,
+      // Attach mode: several environments may attach to one hub, so the environment's endpoint name is added.
+      name: `twin-replica twin reader (${iotHub.hub.name}${iotHub.attachedNames ? `, ${iotHub.attachedNames.endpoint}` : ''})`,
       scope: hubResourceGroup,
       assignableScopes: [hubResourceGroup],
       description: 'Reads device and module twins (twin query) and nothing else: no identities, no writes, no keys.',

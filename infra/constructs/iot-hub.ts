@@ -98,6 +98,8 @@ export class IotHubRouting extends Construct {
    * overrides, locks, diagnostic settings) uses this and leaves an attached hub alone.
    */
   readonly ownedHub?: Iothub;
+  /** Attach mode only: the names of what this stack adds to the hub (attachedRoutingNames). */
+  readonly attachedNames?: ReturnType<typeof attachedRoutingNames>;
   readonly endpoint: IothubEndpointEventhub;
   readonly routes: IothubRouteA[];
   /** Create mode only: in attach mode the hub's own fallback route is left as it is. */
@@ -111,6 +113,7 @@ export class IotHubRouting extends Construct {
     const { config } = props;
     if (isAttached(config)) {
       this.mode = 'attach';
+      this.attachedNames = attachedRoutingNames(props.environment);
       const attached = this.attach(config, props);
       this.hub = attached.hub;
       this.senderRole = attached.senderRole;

@@ -5,6 +5,7 @@ import path from 'node:path';
 import {
   configProblems,
   findEnvironment,
+  stateBackendFor,
   type AttachIotHubConfig,
   type EnvironmentConfig,
 } from '../../infra/config';
@@ -23,6 +24,9 @@ const sameSub: EnvironmentConfig = {
   ...existing,
   name: 'samesub',
   iotHub: { mode: 'attach', name: 'iot-fleet-2', resourceGroupName: 'rg-fleet' },
+  stateBackend: stateBackendFor('twinrep', 'samesub'),
+  // Private mode changes the identity of a hub it creates; an attached hub must stay untouched.
+  network: { mode: 'private', addressSpace: '10.40.0.0/22' },
   tags: { app: 'twin-replica', env: 'samesub' },
 };
 
@@ -117,11 +121,15 @@ describe('the existing stack (attach mode, hub in another subscription)', () => 
       principal_type: 'ServicePrincipal',
     });
     expect(sender.provider).toBeUndefined();
-    const reader = byPath(s, 'azurerm_role_assignment', '/function-access/iot-hub-data-reader');
-    expect(reader).toMatchObject({ scope: dataRef(s, 'id'), role_definition_name: 'IoT Hub Data Reader' });
-    // The only role assignments scoped to the hub are the function's reader (no deployer smoke grants on a fleet's hub).
+    const reader = byPath(s, 'azurerm_role_assignment', '/function-access/iot-hub-twin-reader');
+    expect(reader).toMatchObject({ scope: dataRef(s, 'id'), role_definition_id: ref(s, 'azurerm_role_definition', '/function-access/twin-reader-role', 'role_definition_resource_id') });
+    // The twin reader role is defined in the hub's resource group, in the hub's subscription, named per environment.
+    const role = byPath(s, 'azurerm_role_definition', '/function-access/twin-reader-role');
+    const hubGroup = `/subscriptions/${hubCfg.subscriptionId}/resourceGroups/${dataRef(s, 'resource_group_name')}`;
+    expect(role).toMatchObject({ scope: hubGroup, assignable_scopes: [hubGroup], name: `twin-replica twin reader (${dataRef(s, 'name')}, twin-replica-existing)` });
+    // The only role assignment scoped to the hub is the function's twin reader (no deployer smoke grants on a fleet's hub).
     const onHub = resources(s, 'azurerm_role_assignment').filter((r) => String(r.scope).includes('azurerm_iothub'));
-    expect(onHub.map((r) => r.role_definition_name)).toEqual(['IoT Hub Data Reader']);
+    expect(onHub).toEqual([reader]);
   });
 
   it('points the function at the attached hub and runs verify/repair hourly: the first fill starts with no one remembering to', () => {
@@ -129,6 +137,17 @@ describe('the existing stack (attach mode, hub in another subscription)', () => 
     expect(app.app_settings.IOTHUB_HOSTNAME).toBe(dataRef(s, 'hostname'));
     expect(app.app_settings.VERIFY_SCHEDULE).toBe('0 15 * * * *');
     expect(s.output?.iot_hub_hostname.value).toBe(dataRef(s, 'hostname'));
+  });
+
+  it('puts no lock, diagnostic setting or other extension on the attached hub: only the endpoint, routes, roles and the app read it', () => {
+    const touching = Object.entries(s.resource).flatMap(([type, byName]) =>
+      Object.values(byName).filter((body) => JSON.stringify(body).includes('data.azurerm_iothub.')).map(() => type),
+    );
+    expect([...new Set(touching)].sort()).toEqual(
+      ['azurerm_function_app_flex_consumption', 'azurerm_iothub_endpoint_eventhub', 'azurerm_iothub_route', 'azurerm_role_assignment', 'azurerm_role_definition'].sort(),
+    );
+    expect(resources(s, 'azurerm_monitor_diagnostic_setting').map((d) => d.target_resource_id).join()).not.toContain('azurerm_iothub');
+    expect(resources(s, 'azurerm_management_lock').map((l) => l.scope).join()).not.toContain('azurerm_iothub');
   });
 
   it('every reference names a declared block, and every hub reference is the data source', () => {
@@ -152,6 +171,15 @@ describe('attach mode with the hub in the replica subscription', () => {
     for (const r of resources(t, 'azurerm_iothub_route')) expect(r.provider).toBeUndefined();
     expect(single(t, 'azurerm_iothub_endpoint_eventhub').name).toBe('twin-replica-samesub');
     expect(Object.values(t.data!.azurerm_iothub)[0].lifecycle.postcondition[0].error_message).not.toContain('--subscription');
+  });
+
+  it('private network mode leaves the attached hub alone: the data source carries no override, the sender role is the attach one', () => {
+    const t = synth.stacks.samesub;
+    const hub = Object.values(t.data!.azurerm_iothub)[0];
+    expect(Object.keys(hub).sort()).toEqual(['//', 'lifecycle', 'name', 'resource_group_name']);
+    expect(resources(t, 'azurerm_private_endpoint').length).toBeGreaterThan(0);
+    const senders = resources(t, 'azurerm_role_assignment').filter((r) => r.role_definition_name === 'Azure Event Hubs Data Sender');
+    expect(senders.map((r) => r.principal_id)).toEqual([dataRef(t, 'identity[0].principal_id')]);
   });
 });
 
