@@ -16,6 +16,8 @@
  *   Learn, IoT Hub message routing: fallback route). The stack does not manage the fallback route (see
  *   IotHubRouting), so this is refused here with the two ways out, and nothing is changed silently.
  *
+ * - `iotHub.sku` / `iotHub.capacity`, when declared, are what the hub is (they set the verify timer's budgets).
+ *
  * Our own endpoint and routes (after a deploy) are recognised by name and not counted twice.
  * Exit codes: 0 ready, 1 not ready, 2 bad arguments or the hub could not be read.
  */
@@ -41,6 +43,8 @@ export interface AttachReadiness {
   readonly hubRoutes: number;
   readonly attached: { endpoint: boolean; routes: number };
   readonly fallbackEnabled: boolean;
+  /** The hub's tier and units as it reports them. */
+  readonly tier: { sku: string; units: number };
 }
 
 /** Judges an `az iot hub show` document for attaching environment `env`. Pure: tests feed it documents. */
@@ -71,17 +75,24 @@ export function attachReadiness(hub: Json, env: Pick<EnvironmentConfig, 'name'> 
   const hubRoutes = routes.length - routesAttached;
   const fallbackEnabled = routing.fallbackRoute?.isEnabled === true;
 
-  const free = /^F/i.test(String(hub?.sku?.name ?? ''));
+  const tier = { sku: String(hub?.sku?.name ?? ''), units: Number(hub?.sku?.capacity ?? 0) };
+  const declared = env.iotHub;
+  if (declared.sku !== undefined && (declared.sku !== tier.sku || (declared.capacity ?? 1) !== tier.units)) {
+    problems.push(
+      `iotHub.sku/capacity say ${declared.sku} × ${declared.capacity ?? 1}, the hub is ${tier.sku} × ${tier.units}: set them to what the hub is (they only size the verify timer's query budget)`,
+    );
+  }
+  const free = /^F/i.test(tier.sku);
   const limits = free ? HUB_ROUTING_LIMITS.free : HUB_ROUTING_LIMITS.paid;
-  const tier = free ? 'free' : 'paid';
+  const tierName = free ? 'free' : 'paid';
   if (hubEndpoints + ATTACH_ADDS.customEndpoints > limits.customEndpoints) {
     problems.push(
-      `the hub has ${hubEndpoints} custom endpoints of its own; attaching adds ${ATTACH_ADDS.customEndpoints} and IoT Hub allows at most ${limits.customEndpoints} on ${tier} tiers: remove an unused endpoint first`,
+      `the hub has ${hubEndpoints} custom endpoints of its own; attaching adds ${ATTACH_ADDS.customEndpoints} and IoT Hub allows at most ${limits.customEndpoints} on ${tierName} tiers: remove an unused endpoint first`,
     );
   }
   if (hubRoutes + ATTACH_ADDS.routes > limits.routes) {
     problems.push(
-      `the hub has ${hubRoutes} routes of its own; attaching adds ${ATTACH_ADDS.routes} and IoT Hub allows at most ${limits.routes} on ${tier} tiers: remove unused routes first`,
+      `the hub has ${hubRoutes} routes of its own; attaching adds ${ATTACH_ADDS.routes} and IoT Hub allows at most ${limits.routes} on ${tierName} tiers: remove unused routes first`,
     );
   }
   if (hubRoutes === 0 && !fallbackEnabled) {
@@ -92,7 +103,7 @@ export function attachReadiness(hub: Json, env: Pick<EnvironmentConfig, 'name'> 
         'or add your own route for DeviceMessages to the endpoint you want',
     );
   }
-  return { ready: problems.length === 0, problems, hubEndpoints, hubRoutes, attached: { endpoint: endpointAttached, routes: routesAttached }, fallbackEnabled };
+  return { ready: problems.length === 0, problems, hubEndpoints, hubRoutes, attached: { endpoint: endpointAttached, routes: routesAttached }, fallbackEnabled, tier };
 }
 
 export type ShowHub = (hub: AttachIotHubConfig) => Promise<Json>;
@@ -139,7 +150,8 @@ export async function main(argv: string[], io = { out: console.log, err: console
     return 2;
   }
   const r = attachReadiness(hub, { name: env.name, iotHub: hubCfg });
-  io.out(`IoT Hub ${hubCfg.name}: ${r.hubEndpoints} custom endpoints and ${r.hubRoutes} routes of its own, fallback route ${r.fallbackEnabled ? 'on' : 'off'}`);
+  io.out(`IoT Hub ${hubCfg.name} (${r.tier.sku} × ${r.tier.units}): ${r.hubEndpoints} custom endpoints and ${r.hubRoutes} routes of its own, fallback route ${r.fallbackEnabled ? 'on' : 'off'}`);
+  if (hubCfg.sku === undefined) io.out(`  note: declare iotHub.sku '${r.tier.sku}' and capacity ${r.tier.units} so the verify timer uses this hub's query budget (it assumes S1 × 1)`);
   if (r.attached.endpoint || r.attached.routes > 0) io.out(`  already attached: endpoint ${r.attached.endpoint ? 'yes' : 'no'}, ${r.attached.routes}/${ATTACH_ADDS.routes} routes`);
   for (const p of r.problems) io.out(`  NOT READY: ${p}`);
   io.out(r.ready ? 'ready to attach: cdktf deploy ' + env.name : 'not ready to attach');

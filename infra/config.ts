@@ -51,6 +51,13 @@ export interface AttachIotHubConfig {
   readonly resourceGroupName: string;
   /** Subscription of the hub when it differs from the replica's; read through a second azurerm provider. */
   readonly subscriptionId?: string;
+  /**
+   * The hub's tier and units as they are (the data source does not expose them): they only set the verify
+   * timer's throttle budgets (IOTHUB_SKU, IOTHUB_UNITS) and are never written to the hub. `npm run
+   * attach-check` compares them with the hub. When omitted the timer assumes the smallest budget, S1 × 1.
+   */
+  readonly sku?: (typeof IOT_HUB_SKUS)[number];
+  readonly capacity?: number;
 }
 
 export type IotHubConfig = CreateIotHubConfig | AttachIotHubConfig;
@@ -298,6 +305,9 @@ export const environments: readonly EnvironmentConfig[] = [
       name: 'iot-contoso-fleet',
       resourceGroupName: 'rg-contoso-iot',
       subscriptionId: '00000000-0000-0000-0000-000000000001',
+      // What the hub is (for the verify timer's budgets), checked against the hub by `npm run attach-check`.
+      sku: 'S2',
+      capacity: 2,
     },
     stateBackend: stateBackendFor(baseDefaults.namePrefix, 'existing'),
     // The fill: verify/repair every hour until it has seen every twin, instead of once a day.
@@ -501,9 +511,9 @@ function attachProblems(hub: AttachIotHubConfig, cfg: EnvironmentConfig): string
   if (hub.subscriptionId !== undefined && !GUID.test(hub.subscriptionId)) {
     p.push(`iotHub.subscriptionId must be a GUID, got ${show(hub.subscriptionId)}`);
   }
-  for (const k of ['sku', 'capacity', 'localAuthenticationEnabled'] as const) {
-    if (k in hub) p.push(`iotHub.${k} cannot be set in attach mode: the stack never changes the hub's own settings`);
-  }
+  if ('localAuthenticationEnabled' in hub) p.push("iotHub.localAuthenticationEnabled cannot be set in attach mode: the stack never changes the hub's own settings");
+  if (hub.sku !== undefined) oneOf(p, 'iotHub.sku', hub.sku, IOT_HUB_SKUS);
+  if (hub.capacity !== undefined) intIn(p, 'iotHub.capacity', hub.capacity, 1, 200);
   if (cfg.smokeCheckAccess !== undefined) {
     p.push('smokeCheckAccess cannot be set in attach mode: `npm run smoke` creates and deletes a device, which does not belong on a fleet\'s hub');
   }

@@ -11,13 +11,15 @@
  *   deleted during the fill is carried to the replica by its lifecycle event anyway.
  * - a page is read a moment after it is requested and returned a moment after it is read, so hub operations
  *   (and their events) land on both sides of every read: the races the version guard must settle.
- * - the query has no lag here, so the snapshot time is the hub's own clock at the request (queryLagMs 0).
+ * - the query has no lag here and the machine's clock is the hub's, so the snapshot time is the hub's own
+ *   clock at the request (backfill queryLagMs 0, verify clockSkewMs 0).
  */
 import type { SyncEngine } from '../functions/src/sync/engine';
 import { newBackfillState, runBackfill, runVerify, type BackfillReport, type ReplicaIndex, type VerifyReport } from '../functions/src/replicaTools/scan';
 import { QueryPager, type TwinQuery, type TwinQueryPage } from '../functions/src/replicaTools/twinQuery';
 import { sleep } from './eventHub';
 import { keyId, type SimulatedHub } from './hub';
+import type { DocKey, JsonObject } from '../functions/src/sync/types';
 
 export class SimulatedTwinQuery implements TwinQuery {
   pages = 0;
@@ -40,6 +42,15 @@ export class SimulatedTwinQuery implements TwinQuery {
     this.pages++;
     await sleep(this.delayMs);
     return { items, continuation: next };
+  }
+
+  /** A read by id (verify confirms each candidate with one): the twin as the hub holds it when read. */
+  async twin(key: DocKey): Promise<JsonObject | undefined> {
+    await sleep(this.delayMs);
+    const t = this.hub.twin(key);
+    const twin = t ? this.hub.renderTwin(t) : undefined;
+    await sleep(this.delayMs);
+    return twin;
   }
 }
 
@@ -78,7 +89,7 @@ export function runTimerPass(o: FillOptions & { replica: ReplicaIndex }): Promis
     repair: true,
     hub: 'local-hub',
     pageSize: o.pageSize,
-    queryLagMs: 0,
+    clockSkewMs: 0,
     now: o.hubNow,
   });
 }

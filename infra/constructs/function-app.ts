@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { Construct } from 'constructs';
-import { AssetType, DataResource, TerraformAsset, Token, type ITerraformDependable } from 'cdktf';
+import { AssetType, DataResource, TerraformAsset, type ITerraformDependable } from 'cdktf';
 import { ServicePlan } from '@cdktf/provider-azurerm/lib/service-plan';
 import { FunctionAppFlexConsumption } from '@cdktf/provider-azurerm/lib/function-app-flex-consumption';
 import type { UserAssignedIdentity } from '@cdktf/provider-azurerm/lib/user-assigned-identity';
@@ -97,8 +97,7 @@ export class SyncFunctionApp extends Construct {
 
       IOTHUB_HOSTNAME: iotHub.hostName,
       // The verify timer's throttle budgets follow the hub's tier and units (queries 20/min/unit, S3 1,000).
-      IOTHUB_SKU: iotHub.hub.sku.name,
-      IOTHUB_UNITS: Token.asString(iotHub.hub.sku.capacity),
+      ...(iotHub.tier ? { IOTHUB_SKU: iotHub.tier.sku, IOTHUB_UNITS: iotHub.tier.units } : {}),
       VERIFY_SCHEDULE: config.verifySchedule,
 
       AzureWebJobsStorage__accountName: storage.host.name,

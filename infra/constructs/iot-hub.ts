@@ -1,5 +1,5 @@
 import { Construct } from 'constructs';
-import type { TerraformProvider } from 'cdktf';
+import { Token, type TerraformProvider } from 'cdktf';
 import { Iothub } from '@cdktf/provider-azurerm/lib/iothub';
 import { DataAzurermIothub } from '@cdktf/provider-azurerm/lib/data-azurerm-iothub';
 import { IothubEndpointEventhub } from '@cdktf/provider-azurerm/lib/iothub-endpoint-eventhub';
@@ -105,6 +105,11 @@ export class IotHubRouting extends Construct {
   /** Create mode only: in attach mode the hub's own fallback route is left as it is. */
   readonly fallbackRoute?: IothubFallbackRouteA;
   readonly senderRole: RoleAssignment;
+  /**
+   * The hub's tier and units for the verify timer's budgets: the created hub's own, or what an attach
+   * configuration declares (undefined when it declares nothing: the timer then assumes S1 × 1).
+   */
+  readonly tier?: { readonly sku: string; readonly units: string };
   /** `<hub>.azure-devices.net`. */
   readonly hostName: string;
 
@@ -119,6 +124,7 @@ export class IotHubRouting extends Construct {
       this.senderRole = attached.senderRole;
       this.endpoint = attached.endpoint;
       this.hostName = attached.hub.hostname;
+      if (config.sku !== undefined) this.tier = { sku: config.sku, units: String(config.capacity ?? 1) };
       this.routes = this.addRoutes(attached.hub.name, config.resourceGroupName, attachedRoutingNames(props.environment).routes, props.hubProvider);
     } else {
       this.mode = 'create';
@@ -128,6 +134,7 @@ export class IotHubRouting extends Construct {
       this.senderRole = created.senderRole;
       this.endpoint = created.endpoint;
       this.hostName = `${created.hub.name}.azure-devices.net`;
+      this.tier = { sku: created.hub.sku.name, units: Token.asString(created.hub.sku.capacity) };
       this.routes = this.addRoutes(created.hub.name, props.resourceGroup.name);
       this.fallbackRoute = new IothubFallbackRouteA(this, 'fallback', {
         iothubName: created.hub.name,

@@ -18,7 +18,7 @@ function hubDoc(o: { identity?: string; principal?: string; sku?: string; endpoi
   const endpoints = o.endpoints ?? [];
   return {
     name: env.iotHub.name,
-    sku: { name: o.sku ?? 'S1', capacity: 1 },
+    sku: { name: o.sku ?? 'S2', capacity: o.sku ? 1 : 2 },
     identity: { type: o.identity ?? 'SystemAssigned', principalId: o.principal ?? (o.identity === 'None' ? null : '11111111-2222-3333-4444-555555555555') },
     properties: {
       routing: {
@@ -40,7 +40,7 @@ const names = (prefix: string, n: number) => Array.from({ length: n }, (_, i) =>
 describe('attachReadiness', () => {
   it('a hub with its system identity, room to spare and the fallback route on is ready', () => {
     expect(attachReadiness(hubDoc({ endpoints: ['archive'], routes: ['to-archive'] }), env)).toEqual({
-      ready: true, problems: [], hubEndpoints: 1, hubRoutes: 1, attached: { endpoint: false, routes: 0 }, fallbackEnabled: true,
+      ready: true, problems: [], hubEndpoints: 1, hubRoutes: 1, attached: { endpoint: false, routes: 0 }, fallbackEnabled: true, tier: { sku: 'S2', units: 2 },
     });
   });
 
@@ -66,14 +66,23 @@ describe('attachReadiness', () => {
     expect(attachReadiness(hubDoc({ fallback: true }), env).ready).toBe(true);
   });
 
+  it('refuses a declared tier that is not the hub (it sizes the verify budget); says what to declare when none is', async () => {
+    expect(attachReadiness(hubDoc({ sku: 'S1' }), env).problems).toEqual([
+      "iotHub.sku/capacity say S2 × 2, the hub is S1 × 1: set them to what the hub is (they only size the verify timer's query budget)",
+    ]);
+    const undeclared = { name: 'samesub', iotHub: { mode: 'attach' as const, name: 'iot-fleet-2', resourceGroupName: 'rg-fleet' } };
+    expect(attachReadiness(hubDoc({ sku: 'S3' }), undeclared).ready).toBe(true);
+  });
+
   it('counts every kind of custom endpoint and every route against the limits of the tier, ours not twice', () => {
     const attached = { endpoints: ['archive', ours.endpoint], routes: ['to-archive', ...Object.values(ours.routes)] };
     const r = attachReadiness(hubDoc(attached), env);
     expect(r).toMatchObject({ ready: true, hubEndpoints: 1, hubRoutes: 1, attached: { endpoint: true, routes: Object.keys(ROUTED_SOURCES).length } });
-    expect(attachReadiness(hubDoc({ sku: 'F1', endpoints: ['one'] }), env).problems).toEqual([
+    const anyTier = { ...env, iotHub: { ...env.iotHub, sku: undefined, capacity: undefined } };
+    expect(attachReadiness(hubDoc({ sku: 'F1', endpoints: ['one'] }), anyTier).problems).toEqual([
       'the hub has 1 custom endpoints of its own; attaching adds 1 and IoT Hub allows at most 1 on free tiers: remove an unused endpoint first',
     ]);
-    expect(attachReadiness(hubDoc({ sku: 'F1', routes: names('r', 3) }), env).problems).toEqual([
+    expect(attachReadiness(hubDoc({ sku: 'F1', routes: names('r', 3) }), anyTier).problems).toEqual([
       'the hub has 3 routes of its own; attaching adds 3 and IoT Hub allows at most 5 on free tiers: remove unused routes first',
     ]);
   });
@@ -106,7 +115,7 @@ describe('npm run attach-check', () => {
   it('prints the hub counts and exits 0 when ready, 1 with each problem when not', async () => {
     const ok = capture();
     expect(await main(['existing'], ok.io, async () => hubDoc({ routes: ['a'] }))).toBe(0);
-    expect(ok.lines.join('\n')).toMatch(/0 custom endpoints and 1 routes of its own, fallback route on\nready to attach: cdktf deploy existing/);
+    expect(ok.lines.join('\n')).toMatch(/\(S2 × 2\): 0 custom endpoints and 1 routes of its own, fallback route on\nready to attach: cdktf deploy existing/);
     const bad = capture();
     expect(await main(['existing'], bad.io, async () => hubDoc({ fallback: false }))).toBe(1);
     expect(bad.lines.join('\n')).toMatch(/NOT READY: the hub has no route[\s\S]*not ready to attach$/);

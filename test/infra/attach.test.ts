@@ -136,6 +136,9 @@ describe('the existing stack (attach mode, hub in another subscription)', () => 
     const app = single(s, 'azurerm_function_app_flex_consumption');
     expect(app.app_settings.IOTHUB_HOSTNAME).toBe(dataRef(s, 'hostname'));
     expect(app.app_settings.VERIFY_SCHEDULE).toBe('0 15 * * * *');
+    // The timer's budgets come from the tier the configuration declares (the data source has no sku).
+    expect(app.app_settings).toMatchObject({ IOTHUB_SKU: 'S2', IOTHUB_UNITS: '2' });
+    expect(single(synth.stacks.samesub, 'azurerm_function_app_flex_consumption').app_settings.IOTHUB_SKU).toBeUndefined();
     expect(s.output?.iot_hub_hostname.value).toBe(dataRef(s, 'hostname'));
   });
 
@@ -192,7 +195,8 @@ describe('attach configuration', () => {
   });
 
   it('refuses hub settings, a bad name, resource group or subscription, and the deployer smoke grant', () => {
-    expect(attach({ sku: 'S1' })).toEqual(["iotHub.sku cannot be set in attach mode: the stack never changes the hub's own settings"]);
+    expect(attach({ localAuthenticationEnabled: false })).toEqual(["iotHub.localAuthenticationEnabled cannot be set in attach mode: the stack never changes the hub's own settings"]);
+    expect(attach({ sku: 'F1' })).toEqual(['iotHub.sku must be one of "S1", "S2", "S3", got "F1"']);
     expect(attach({ name: '-bad-' })[0]).toMatch(/^iotHub\.name must be the existing hub's name/);
     expect(attach({ resourceGroupName: 'rg.' })[0]).toMatch(/^iotHub\.resourceGroupName/);
     expect(attach({ subscriptionId: 'nope' })).toEqual(['iotHub.subscriptionId must be a GUID, got "nope"']);
