@@ -1,5 +1,5 @@
 /**
- * `npm run attach-check -- <env>`: before the first `cdktf deploy` of an attach-mode environment, reads the
+ * `npm run attach-check -- <env>`: before the first `npm run deploy` of an attach-mode environment, reads the
  * existing hub (`az iot hub show`, the ARM resource as the Azure CLI prints it) and says whether attaching
  * is safe. Terraform cannot: the azurerm_iothub data source exposes the hub's name, host name, identity and
  * tags only (provider v4.55.0 internal/services/iothub/iothub_data_source.go), not its routing, so the
@@ -154,7 +154,7 @@ export async function main(argv: string[], io = { out: console.log, err: console
   if (hubCfg.sku === undefined) io.out(`  note: declare iotHub.sku '${r.tier.sku}' and capacity ${r.tier.units} so the verify timer uses this hub's query budget (it assumes S1 × 1)`);
   if (r.attached.endpoint || r.attached.routes > 0) io.out(`  already attached: endpoint ${r.attached.endpoint ? 'yes' : 'no'}, ${r.attached.routes}/${ATTACH_ADDS.routes} routes`);
   for (const p of r.problems) io.out(`  NOT READY: ${p}`);
-  io.out(r.ready ? 'ready to attach: cdktf deploy ' + env.name : 'not ready to attach');
+  io.out(r.ready ? `ready to attach: npm run deploy -- ${env.name}` : 'not ready to attach');
   return r.ready ? 0 : 1;
 }
 

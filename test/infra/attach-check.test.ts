@@ -115,7 +115,7 @@ describe('npm run attach-check', () => {
   it('prints the hub counts and exits 0 when ready, 1 with each problem when not', async () => {
     const ok = capture();
     expect(await main(['existing'], ok.io, async () => hubDoc({ routes: ['a'] }))).toBe(0);
-    expect(ok.lines.join('\n')).toMatch(/\(S2 × 2\): 0 custom endpoints and 1 routes of its own, fallback route on\nready to attach: cdktf deploy existing/);
+    expect(ok.lines.join('\n')).toMatch(/\(S2 × 2\): 0 custom endpoints and 1 routes of its own, fallback route on\nready to attach: npm run deploy -- existing/);
     const bad = capture();
     expect(await main(['existing'], bad.io, async () => hubDoc({ fallback: false }))).toBe(1);
     expect(bad.lines.join('\n')).toMatch(/NOT READY: the hub has no route[\s\S]*not ready to attach$/);

@@ -85,8 +85,12 @@ describe('the existing stack (attach mode, hub in another subscription)', () => 
       entity_path: ref(s, 'azurerm_eventhub', '/event-hubs/hub', 'name'),
       resource_group_name: '${azurerm_resource_group.rg.name}',
       subscription_id: '${data.azurerm_client_config.current.subscription_id}',
-      depends_on: [addressOf(s, 'azurerm_role_assignment', '/iot-hub/event-hubs-sender')],
+      // The sender role, then the wait for it to take effect (IoT Hub checks the endpoint when it is added).
+      depends_on: [addressOf(s, 'azurerm_role_assignment', '/iot-hub/event-hubs-sender'), addressOf(s, 'time_sleep', 'role-propagation/iot-hub-sender-role')],
     });
+    expect(byPath(s, 'time_sleep', 'role-propagation/iot-hub-sender-role').triggers).toEqual({ role_assignment_id: ref(s, 'azurerm_role_assignment', '/iot-hub/event-hubs-sender', 'id') });
+    // Only the function identity is new here: the hub's system identity already exists.
+    expect(Object.values(byPath(s, 'time_sleep', 'role-propagation/identities').triggers)).toEqual(['${azurerm_user_assigned_identity.function-identity.principal_id}']);
     // Without identity_id the provider leaves the endpoint's identity unset: the hub uses its system identity.
     expect(ep.identity_id).toBeUndefined();
     expect(ep.connection_string).toBeUndefined();
@@ -200,7 +204,7 @@ describe('attach configuration', () => {
     expect(attach({ name: '-bad-' })[0]).toMatch(/^iotHub\.name must be the existing hub's name/);
     expect(attach({ resourceGroupName: 'rg.' })[0]).toMatch(/^iotHub\.resourceGroupName/);
     expect(attach({ subscriptionId: 'nope' })).toEqual(['iotHub.subscriptionId must be a GUID, got "nope"']);
-    expect(attach({}, { grantDeployerSmokeAccess: true })[0]).toMatch(/^grantDeployerSmokeAccess must be false in attach mode/);
+    expect(attach({}, { smokeCheckAccess: { principalId: '11111111-2222-3333-4444-555555555555', principalType: 'User' } })[0]).toMatch(/^smokeCheckAccess cannot be set in attach mode/);
     expect(configProblems({ ...existing, iotHub: { mode: 'adopt' } } as unknown as EnvironmentConfig)).toEqual(['iotHub.mode must be "create" or "attach", got "adopt"']);
   });
 

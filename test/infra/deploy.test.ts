@@ -48,10 +48,10 @@ describe('npm run deploy|diff|destroy: one command from a fresh clone', () => {
   it('rejects a missing or unknown environment with the known ones', () => {
     const env = { ARM_SUBSCRIPTION_ID: 'x' };
     expect(planCdktfRun({ command: 'deploy', args: [], env, onPath: withAz })).toEqual({
-      problems: ['missing <env>; usage: npm run deploy|diff|destroy -- <env> [cdktf options], <env> one of: dev, prod'],
+      problems: ['missing <env>; usage: npm run deploy|diff|destroy -- <env> [cdktf options], <env> one of: dev, prod, existing'],
     });
     expect(planCdktfRun({ command: 'deploy', args: ['staging'], env, onPath: withAz })).toEqual({
-      problems: ['Unknown environment "staging"; known: dev, prod'],
+      problems: ['Unknown environment "staging"; known: dev, prod, existing'],
     });
   });
 
