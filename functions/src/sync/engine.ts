@@ -2,7 +2,7 @@ import { DocCache } from './cache';
 import { classify, type Classified } from './events';
 import { decodeDocId, encodeDocId } from './ids';
 import { StoreError, type DeadLetter, type DeadLetterSink, type StoredDoc, type TwinStore, type WriteOp, type WriteResult } from './ports';
-import { applyEvent, type Outcome } from './rules';
+import { applyEvent, type FoldContext, type Outcome } from './rules';
 import { normalizeTimestamp } from './timestamps';
 import type { DeadLetterReason, DocKey, RawEvent, TwinDoc, TwinEvent } from './types';
 
@@ -290,11 +290,28 @@ export class SyncEngine {
         }
       });
 
+      // A module seen for the first time may belong to a device deleted in an earlier batch (no module
+      // delete event is documented for a device deletion): its device's document decides (rules.ts,
+      // orphanedModule). One point read per first-seen module, none for devices or known modules.
+      const devices = new Map<string, TwinDoc | undefined>();
+      const orphans = pending.filter((g) => g.key.moduleId !== undefined && !failures.has(g.id) && current.get(g.id) === undefined);
+      await this.forEachConcurrently([...new Set(orphans.map((g) => g.key.deviceId))], async (deviceId) => {
+        const id = encodeDocId({ deviceId });
+        const hit = this.cache.get(id);
+        if (hit) return void devices.set(deviceId, hit.doc);
+        summary.reads++;
+        try {
+          devices.set(deviceId, (await this.store.read(id, deviceId))?.doc);
+        } catch (err) {
+          for (const g of orphans) if (g.key.deviceId === deviceId) failures.set(g.id, asError(err));
+        }
+      });
+
       const writes: { group: Group; op: WriteOp; results: ItemResult[]; bytes: number }[] = [];
       for (const g of pending) {
         if (failures.has(g.id)) continue;
         const stored = current.get(g.id);
-        const folded = this.fold(stored?.doc, g.items);
+        const folded = this.fold(stored?.doc, g.items, stored === undefined ? { device: devices.get(g.key.deviceId) } : {});
         if (folded.doc === stored?.doc || folded.doc === undefined) {
           if (stored && wasRead.has(g.id)) this.cache.set(g.id, stored, folded.bytes ?? estimateBytes(stored.doc));
           results.set(g.id, folded.results);
@@ -365,11 +382,11 @@ export class SyncEngine {
    * it is over the limit the fold is replayed event by event so that only the events that push the twin
    * over Cosmos DB's item limit are dead-lettered.
    */
-  private fold(start: TwinDoc | undefined, items: readonly Item[]): { doc: TwinDoc | undefined; results: ItemResult[]; bytes?: number } {
+  private fold(start: TwinDoc | undefined, items: readonly Item[], context: FoldContext = {}): { doc: TwinDoc | undefined; results: ItemResult[]; bytes?: number } {
     const results: ItemResult[] = [];
     let doc = start;
     for (const item of items) {
-      const r = applyEvent(doc, item.event, this.ruleOptions);
+      const r = applyEvent(doc, item.event, this.ruleOptions, context);
       doc = r.doc;
       results.push(r.outcome);
     }
@@ -379,7 +396,7 @@ export class SyncEngine {
     results.length = 0;
     doc = start;
     for (const item of items) {
-      const r = applyEvent(doc, item.event, this.ruleOptions);
+      const r = applyEvent(doc, item.event, this.ruleOptions, context);
       if (r.outcome === 'applied' && r.doc && estimateBytes(r.doc) > this.maxBytes) {
         results.push({ deadLetter: 'twin-too-large', detail: `the twin would be ${estimateBytes(r.doc)} bytes; Cosmos DB stores at most ${this.maxBytes}` });
         continue;

@@ -96,7 +96,10 @@ export function classify(raw: RawEvent): Classified {
   if (badKey) return poison('invalid-id', badKey, key);
 
   const body = parsed.value;
-  const ts = normalizeTimestamp(props.operationTimestamp) ?? normalizeTimestamp(sys['iothub-enqueuedtime']) ?? normalizeTimestamp(sys.enqueuedTimeUtc);
+  const opTs = normalizeTimestamp(props.operationTimestamp);
+  const ts = opTs ?? normalizeTimestamp(sys['iothub-enqueuedtime']) ?? normalizeTimestamp(sys.enqueuedTimeUtc);
+  // The enqueued time is newer on every re-send: it orders, but cannot prove a re-creation (rules.ts).
+  const stamp = opTs === undefined && ts !== undefined ? { ts, enqueuedTs: true as const } : { ts };
   const version = body.version;
   const hasVersion = typeof version === 'number' && Number.isSafeInteger(version) && version >= 0;
   const ok = (event: TwinEvent): Classified => ({ type: 'event', event, source: source!, opType: opType! });
@@ -112,23 +115,23 @@ export function classify(raw: RawEvent): Classified {
         if (section instanceof Error) return poison('invalid-event', section.message, key);
         if (section !== undefined) patch[name] = section;
       }
-      return ok({ kind: 'update', key, ts, version, patch });
+      return ok({ kind: 'update', key, ...stamp, version, patch });
     }
     case 'replaceTwin':
       if (!hasVersion) return poison('invalid-event', 'replaceTwin without a numeric twin version', key);
-      return ok({ kind: 'replace', key, ts, version, twin: body });
+      return ok({ kind: 'replace', key, ...stamp, version, twin: body });
     case 'createDeviceIdentity':
     case 'createModuleIdentity':
       if (ts === undefined) return poison('missing-timestamp', `${opType} without operationTimestamp or enqueued time`, key);
-      return ok({ kind: 'create', key, ts, version: hasVersion ? version : undefined, twin: body });
+      return ok({ kind: 'create', key, ...stamp, version: hasVersion ? version : undefined, twin: body });
     case 'deleteDeviceIdentity':
     case 'deleteModuleIdentity':
       if (ts === undefined) return poison('missing-timestamp', `${opType} without operationTimestamp or enqueued time`, key);
-      return ok({ kind: 'delete', key, ts, version: hasVersion ? version : undefined });
+      return ok({ kind: 'delete', key, ...stamp, version: hasVersion ? version : undefined });
     default: {
       const seq = body.sequenceNumber;
       if (typeof seq !== 'string' || !HEX.test(seq)) return poison('invalid-event', `${opType} without a hexadecimal sequenceNumber`, key);
-      return ok({ kind: 'connection', key, ts, state: opType === 'deviceConnected' ? 'Connected' : 'Disconnected', sequenceNumber: seq.toUpperCase() });
+      return ok({ kind: 'connection', key, ...stamp, state: opType === 'deviceConnected' ? 'Connected' : 'Disconnected', sequenceNumber: seq.toUpperCase() });
     }
   }
 }

@@ -10,6 +10,16 @@ export interface RuleOptions {
   tombstoneTtlSeconds?: number;
 }
 
+/** What else the engine knows when it applies an event. */
+export interface FoldContext {
+  /**
+   * The device's stored document, for a module event that finds no module document: a device tombstone
+   * newer than the event means the module went with its device (IoT Hub documents no module delete event
+   * for a device deletion, and Edge modules may have no lifecycle events at all).
+   */
+  device?: TwinDoc;
+}
+
 /** Top-level names the replica owns: a full twin's own fields with these names are not copied. */
 const OWN_FIELDS = new Set(['id', 'deviceId', 'moduleId', 'version', 'etag', 'tags', 'properties', 'connectionState',
   'connectionStateSequenceNumber', 'connectionStateUpdatedTime', 'deleted', 'ttl', 'replica']);
@@ -82,6 +92,8 @@ function newestTwinChange(doc: TwinDoc): string | undefined {
 /** The previous document when its connection state is newer than `ts` (so a new incarnation keeps it). */
 function carriedConnection(previous: TwinDoc | undefined, ts: string | undefined): TwinDoc | undefined {
   if (previous?.connectionStateSequenceNumber === undefined) return undefined;
+  // A placeholder (connection state only, no deletion seen) belongs to whichever incarnation comes first.
+  if (isPlaceholder(previous)) return previous;
   return (previous.connectionStateUpdatedTime ?? '') > (ts ?? '') ? previous : undefined;
 }
 
@@ -117,21 +129,51 @@ function startIncarnation(event: TwinEvent, previous: TwinDoc | undefined, optio
       return prune(doc);
     }
     case 'connection': {
+      // Connection state is published from a 60-second poll (Microsoft Learn, "Monitor device connection
+      // state"): a device deleted while connected may be reported disconnected after its deletion. So a
+      // connection event proves nothing about existence: it is kept on a document that is not live (a
+      // placeholder: deleted, no deletion time) for the incarnation that a create, patch or snapshot starts.
       const doc = baseDoc(key);
-      const kept = previous?.connectionStateSequenceNumber;
-      if (kept !== undefined && compareSequence(event.sequenceNumber, kept) <= 0) {
-        copyConnection(previous!, doc); // a tombstone kept a newer state than this event's
-      } else {
-        doc.connectionState = event.state;
-        doc.connectionStateSequenceNumber = event.sequenceNumber;
-        if (ts !== undefined) doc.connectionStateUpdatedTime = ts;
-      }
-      doc.replica = { partial: true };
+      doc.deleted = true;
+      doc.connectionState = event.state;
+      doc.connectionStateSequenceNumber = event.sequenceNumber;
+      if (ts !== undefined) doc.connectionStateUpdatedTime = ts;
+      if (options.tombstoneTtlSeconds !== undefined) doc.ttl = options.tombstoneTtlSeconds;
       return doc;
     }
     case 'delete':
       return tombstone(key, ts, event.version, options, previous);
   }
+}
+
+/** A not-live document holding only connection state (no deletion was seen). */
+function isPlaceholder(doc: TwinDoc): boolean {
+  return doc.deleted === true && doc.replica.deletedAt === undefined && doc.version === undefined;
+}
+
+/** A connection event on a document that is not live: recorded (ordered by sequence number), never a resurrection. */
+function connectionOnTombstone(doc: TwinDoc, event: TwinEvent & { kind: 'connection' }): { doc: TwinDoc; outcome: Outcome } {
+  const kept = doc.connectionStateSequenceNumber;
+  if (kept !== undefined && compareSequence(event.sequenceNumber, kept) <= 0) return { doc, outcome: 'stale' };
+  // Older than the deletion: the deleted incarnation's, of no use to the next one.
+  const deletedAt = doc.replica.deletedAt;
+  if (deletedAt !== undefined && (event.ts === undefined || event.ts <= deletedAt)) return { doc, outcome: 'stale' };
+  const next: TwinDoc = { ...doc, connectionState: event.state, connectionStateSequenceNumber: event.sequenceNumber };
+  if (event.ts !== undefined) next.connectionStateUpdatedTime = event.ts;
+  else delete next.connectionStateUpdatedTime;
+  return { doc: next, outcome: 'applied' };
+}
+
+/**
+ * A module event with no module document, whose device the replica holds as deleted at or after the event's
+ * time: the module went with the device. Recorded as a module tombstone at the device's deletion time, so
+ * that no later event of that incarnation makes a live ghost either.
+ */
+function orphanedModule(event: TwinEvent, device: TwinDoc | undefined, options: RuleOptions): { doc: TwinDoc; outcome: Outcome } | undefined {
+  if (event.key.moduleId === undefined || !device?.deleted) return undefined;
+  const deletedAt = device.replica.deletedAt;
+  if (deletedAt === undefined || (event.ts !== undefined && event.ts > deletedAt)) return undefined;
+  return { doc: tombstone(event.key, deletedAt, undefined, options), outcome: 'stale' };
 }
 
 /** Drops undefined bookkeeping fields so documents compare and serialise canonically. */
@@ -151,14 +193,15 @@ function prune(doc: TwinDoc): TwinDoc {
  *   than a tombstone starts a new incarnation (re-created identity, versions start again);
  * - connection state is ordered by its own sequence numbers.
  */
-export function applyEvent(doc: TwinDoc | undefined, event: TwinEvent, options: RuleOptions = {}): { doc: TwinDoc | undefined; outcome: Outcome } {
+export function applyEvent(doc: TwinDoc | undefined, event: TwinEvent, options: RuleOptions = {}, context: FoldContext = {}): { doc: TwinDoc | undefined; outcome: Outcome } {
   const stale = { doc, outcome: 'stale' as const };
   const applied = (next: TwinDoc) => ({ doc: next, outcome: 'applied' as const });
   const { ts } = event;
 
-  if (doc === undefined) return applied(startIncarnation(event, undefined, options));
+  if (doc === undefined) return orphanedModule(event, context.device, options) ?? applied(startIncarnation(event, undefined, options));
 
   if (doc.deleted) {
+    if (event.kind === 'connection') return connectionOnTombstone(doc, event);
     const deletedAt = doc.replica.deletedAt;
     if (ts === undefined || (deletedAt !== undefined && ts <= deletedAt)) return stale;
     return applied(startIncarnation(event, doc, options));
@@ -189,8 +232,9 @@ export function applyEvent(doc: TwinDoc | undefined, event: TwinEvent, options: 
       if (ts !== undefined && createdAt !== undefined && ts <= createdAt) return stale; // the same create, replayed
       const newest = newestTwinChange(doc);
       // Every change of an incarnation comes after its create: a create newer than all we hold means
-      // the identity was deleted and re-created (its delete not seen here).
-      if (ts !== undefined && (newest === undefined || ts > newest)) return applied(startIncarnation(event, doc, options));
+      // the identity was deleted and re-created (its delete not seen here), unless its time is only the
+      // enqueued time of a re-send.
+      if (ts !== undefined && !event.enqueuedTs && (newest === undefined || ts > newest)) return applied(startIncarnation(event, doc, options));
       if (event.version !== undefined && (doc.version === undefined || event.version > doc.version)) {
         return applied(withContent(doc, fromFullTwin(event.key, event.twin, event.version, doc), ts, { createdAt: ts }));
       }
@@ -258,18 +302,23 @@ function underlay(doc: TwinDoc, twin: JsonObject, version: number | undefined, t
 }
 
 /**
- * Within one incarnation, twin versions and operation times rise together. A change whose version is not
- * newer than the stored one but whose time is later than every twin operation the document reflects
- * comes from a newer incarnation: the identity was deleted and re-created and this change overtook the
- * delete and the create on another route. It starts that incarnation (a patch as a partial document;
- * the delete and create that follow are then stale or laid under it). A replay carries its original time,
- * so it never qualifies.
+ * Within one incarnation, twin versions and operation times rise together. A change whose version is
+ * lower than the stored one but whose operation time is later than every twin operation the document
+ * reflects comes from a newer incarnation: the identity was deleted and re-created and this change overtook
+ * the delete and the create on another route. It starts that incarnation (a patch as a partial document;
+ * the delete and create that follow are then stale or laid under it).
+ * Only that is evidence. A version that does not fall is a re-sent or merged notification of the same
+ * change (the issue's two `version` 3 patches), and a time that is only the enqueued time standing in for
+ * `operationTimestamp` is newer on every re-send: neither starts an incarnation. A re-created twin whose
+ * first change overtakes its create with a version not below the old one is therefore not recognised from
+ * events alone; verify/repair brings it back (docs/replica.md, "What events alone cannot settle").
  */
 function restarted(doc: TwinDoc, event: TwinEvent & { kind: 'update' | 'replace' }, options: RuleOptions): { doc: TwinDoc; outcome: 'applied' } | undefined {
   // Only when the time of the stored version is known: after a backfill snapshot it is not, and an old
   // replay must then stay stale rather than look like a newer incarnation.
   const versionAt = doc.replica.versionAt;
-  if (event.ts === undefined || versionAt === undefined) return undefined;
+  if (event.ts === undefined || event.enqueuedTs || versionAt === undefined) return undefined;
+  if (doc.version === undefined || event.version >= doc.version) return undefined;
   if (event.ts <= (maxTimestamp(versionAt, newestTwinChange(doc)) ?? versionAt)) return undefined;
   return { doc: startIncarnation(event, doc, options), outcome: 'applied' };
 }
@@ -284,11 +333,11 @@ function withContent(previous: TwinDoc, next: TwinDoc, ts: string | undefined, e
 }
 
 /** Folds a document's events in order; returns the final document and each event's outcome. */
-export function foldEvents(doc: TwinDoc | undefined, events: readonly TwinEvent[], options: RuleOptions = {}): { doc: TwinDoc | undefined; outcomes: Outcome[] } {
+export function foldEvents(doc: TwinDoc | undefined, events: readonly TwinEvent[], options: RuleOptions = {}, context: FoldContext = {}): { doc: TwinDoc | undefined; outcomes: Outcome[] } {
   const outcomes: Outcome[] = [];
   let current = doc;
   for (const event of events) {
-    const r = applyEvent(current, event, options);
+    const r = applyEvent(current, event, options, context);
     current = r.doc;
     outcomes.push(r.outcome);
   }

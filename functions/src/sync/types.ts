@@ -58,6 +58,11 @@ interface EventBase {
   key: DocKey;
   /** Normalised IoT Hub operation timestamp (`YYYY-MM-DDTHH:mm:ss.fffffffZ`), or the enqueued time when absent. */
   ts?: string;
+  /**
+   * Set when `ts` is the enqueued time standing in for a missing `operationTimestamp`: a re-sent event gets
+   * a newer one, so it orders the event but never proves a re-creation.
+   */
+  enqueuedTs?: true;
 }
 
 /** A change the replica understands, parsed from one Event Hubs event (or produced by the backfill). */
