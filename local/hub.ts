@@ -1,4 +1,3 @@
-import { encodeDocId } from '../functions/src/sync/ids';
 import { connection, connectionSequence, created, deleted, opTimestamp, twinReplace, twinUpdate, type WireEvent } from '../testkit/events';
 import { Rng } from './random';
 
@@ -19,6 +18,17 @@ import { Rng } from './random';
  * `createDeviceIdentity` and `deleteDeviceIdentity` carry the whole twin. IoT Hub may coalesce several
  * changes into one notification carrying the last version (`hold`), replays what it already sent, and
  * orders one device's events per route but not across routes (`reorderWindow`).
+ *
+ * What IoT Hub may also do and the replica must survive (each off by default, see HubOptions): report a
+ * disconnect after the deletion (connection state comes from a 60-second poll: Microsoft Learn, "Monitor
+ * device connection state"); create modules without a lifecycle event (IoT Edge modules: Microsoft Learn,
+ * "Understand the identity registry"); compose a coalesced notification key by key instead of as an exact
+ * diff; bump desired `$version` on a tags change (MicrosoftDocs/azure-docs issue 36255), with or without
+ * saying so in the notification; change identity fields (`status`, `capabilities`, ...) with no routed
+ * event at all (`drift`). The hub records, per incarnation, what no event could tell the replica
+ * (`unsettled`), so the oracle can say which differences only verify/repair can close.
+ *
+ * Keys are the hub's own (`keyId`): the simulation shares no id encoding with the engine.
  */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type Obj = { [key: string]: Json };
@@ -45,6 +55,10 @@ export interface HubTwin {
   desired: Section;
   reported: Section;
   connectionState: 'Connected' | 'Disconnected';
+  /** Counts this identity's creations (1 for the first). */
+  incarnation: number;
+  /** Identity fields that change without events (REFRESHED_FIELDS, VOLATILE_FIELDS). */
+  identity: Obj;
 }
 
 export interface Emitted {
@@ -54,6 +68,11 @@ export interface Emitted {
   ms: number;
   /** For readable traces: what happened. */
   label: string;
+  /** The identity and incarnation the event belongs to (for the reordering bookkeeping only). */
+  key?: TwinKey;
+  incarnation?: number;
+  /** Emission order (before any reordering). */
+  order?: number;
 }
 
 export interface HubOptions {
@@ -62,15 +81,44 @@ export interface HubOptions {
   reorderWindow?: number;
   /** A device deletion also emits a delete for each of its modules (default: only the device's own event). */
   moduleDeleteEvents?: boolean;
+  /** Probability that a connected identity's disconnect is reported after its deletion (the 60 s poll). @default 0 */
+  lateDisconnectRate?: number;
+  /** Probability that a module is created without a lifecycle event (an IoT Edge module). @default 0 */
+  silentModuleCreateRate?: number;
+  /** How a held (coalesced) notification is composed: the exact diff, or the sent patches merged key by key. @default 'exact' */
+  coalesce?: 'exact' | 'keyByKey';
+  /** A tags change bumps desired `$version`: not at all, saying so in the notification, or silently. @default 'no' */
+  tagsBumpDesired?: 'no' | 'notified' | 'silent';
   hubName?: string;
 }
 
-/** Identity fields a full twin carries besides the twin content; constant in this model. */
-export const IDENTITY_FIELDS = ['status', 'statusUpdateTime', 'authenticationType', 'x509Thumbprint', 'modelId', 'cloudToDeviceMessageCount', 'lastActivityTime', 'capabilities'] as const;
+/** Why the replica cannot reach the hub's state from events alone (verify/repair closes each). */
+export type Unsettled = 'silent-create' | 'lossy-merge' | 'silent-desired-version' | 'recreation-overtaken';
+
+/**
+ * Identity fields a full twin carries besides the twin content. `REFRESHED_FIELDS` change with no routed
+ * event (`drift`): the replica refreshes them by verify/repair (docs/replica.md). `VOLATILE_FIELDS` are out of
+ * the replica's promises and never compared. The rest are constant in this model.
+ */
+export const REFRESHED_FIELDS = ['status', 'statusReason', 'statusUpdateTime', 'capabilities', 'deviceScope'] as const;
+export const VOLATILE_FIELDS = ['lastActivityTime', 'cloudToDeviceMessageCount'] as const;
+export const IDENTITY_FIELDS = ['authenticationType', 'x509Thumbprint', 'modelId'] as const;
 const EPOCH = '0001-01-01T00:00:00Z';
 
+/** The hub's own key for an identity (deliberately not the replica's document id encoding). */
 export function keyId(key: TwinKey): string {
-  return encodeDocId(key);
+  return JSON.stringify([key.deviceId, key.moduleId ?? null]);
+}
+
+/** One state an identity passed through, in hub order (`step`), for judging "no going back". */
+export interface HistoryEntry {
+  step: number;
+  deleted: boolean;
+  version?: number;
+  etag?: string;
+  tags?: Obj;
+  desired?: Obj;
+  reported?: Obj;
 }
 
 export function keyLabel(key: TwinKey): string {
@@ -102,6 +150,8 @@ interface Pending {
   pre: { tags: Obj; desired: Obj; reported: Obj };
   sent: { tags: Obj[]; desired: Obj[]; reported: Obj[] };
   labels: string[];
+  /** The notification carries desired `$version` though no desired key changed (tags bumped it). */
+  desiredVersionOnly?: boolean;
 }
 
 export class SimulatedHub {
@@ -115,6 +165,13 @@ export class SimulatedHub {
   private ticks: number;
   private etagCounter = 0;
   private connectionCounter = 0;
+  private stepCounter = 0;
+  private emitted = 0;
+  private readonly incarnations = new Map<string, number>();
+  /** What no event told the replica, per identity and incarnation. */
+  private readonly unsettledBy = new Map<string, Map<number, Set<Unsettled>>>();
+  /** Every state each identity passed through. */
+  readonly history = new Map<string, HistoryEntry[]>();
   readonly counts: Record<string, number> = {};
 
   constructor(private readonly sink: (e: Emitted) => void, readonly options: HubOptions = {}) {
@@ -151,11 +208,8 @@ export class SimulatedHub {
     if (t.key.moduleId !== undefined) twin.moduleId = t.key.moduleId;
     Object.assign(twin, {
       etag: t.etag,
-      status: 'enabled',
-      statusUpdateTime: EPOCH,
+      ...clone(t.identity),
       connectionState: t.connectionState,
-      lastActivityTime: EPOCH,
-      cloudToDeviceMessageCount: 0,
       authenticationType: 'sas',
       x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
       modelId: '',
@@ -163,8 +217,55 @@ export class SimulatedHub {
       tags: clone(t.tags),
       properties: { desired: renderSection(t.desired), reported: renderSection(t.reported) },
     });
-    if (t.key.moduleId === undefined) twin.capabilities = { iotEdge: false };
     return twin;
+  }
+
+  /** Why the identity's current incarnation cannot be settled from events alone (empty: it can). */
+  unsettled(key: TwinKey): Set<Unsettled> {
+    const id = keyId(key);
+    return this.unsettledBy.get(id)?.get(this.incarnations.get(id) ?? 0) ?? new Set();
+  }
+
+  private markUnsettled(key: TwinKey, reason: Unsettled, incarnation = this.incarnations.get(keyId(key)) ?? 0): void {
+    const id = keyId(key);
+    let byInc = this.unsettledBy.get(id);
+    if (!byInc) this.unsettledBy.set(id, (byInc = new Map()));
+    let set = byInc.get(incarnation);
+    if (!set) byInc.set(incarnation, (set = new Set()));
+    set.add(reason);
+  }
+
+  private record(t: HubTwin | undefined, key: TwinKey): void {
+    const id = keyId(key);
+    let h = this.history.get(id);
+    if (!h) this.history.set(id, (h = []));
+    const step = ++this.stepCounter;
+    if (!t) h.push({ step, deleted: true });
+    else h.push({ step, deleted: false, version: t.version, etag: t.etag, tags: clone(t.tags), desired: renderSection(t.desired), reported: renderSection(t.reported) });
+  }
+
+  /**
+   * Identity fields change with no routed event (Microsoft Learn, IoT Hub non-telemetry event schema: no
+   * event carries `status`, `capabilities`, `deviceScope`, `lastActivityTime`, ...): e.g. an operator
+   * disables the device, or the device sends telemetry.
+   */
+  drift(key: TwinKey, change: 'status' | 'activity' | 'scope'): boolean {
+    const t = this.twin(key);
+    if (!t) return false;
+    const ts = this.tick();
+    if (change === 'status') {
+      const disabled = t.identity.status === 'enabled';
+      Object.assign(t.identity, { status: disabled ? 'disabled' : 'enabled', statusReason: disabled ? 'maintenance' : null, statusUpdateTime: ts.slice(0, 23) + 'Z' });
+    } else if (change === 'scope') {
+      if (key.moduleId !== undefined) return false;
+      const edge = isObj(t.identity.capabilities) && t.identity.capabilities.iotEdge === true;
+      t.identity.capabilities = { iotEdge: !edge };
+      t.identity.deviceScope = edge ? null : `ms-azure-iot-edge://${key.deviceId}-${this.stepCounter}`;
+    } else {
+      t.identity.lastActivityTime = ts.slice(0, 23) + 'Z';
+      t.identity.cloudToDeviceMessageCount = Number(t.identity.cloudToDeviceMessageCount ?? 0) + 1;
+    }
+    return true;
   }
 
   // ---- operations ----------------------------------------------------------------------------------
@@ -177,9 +278,20 @@ export class SimulatedHub {
     const ts = this.tick();
     const emptySection = (): Section => ({ data: {}, meta: { $lastUpdated: EPOCH }, version: 1 });
     // As in the documented creation event: version 2, sections at $version 1.
-    const t: HubTwin = { key, version: 2, etag: this.nextEtag(), tags: clone(initialTags ?? {}), desired: emptySection(), reported: emptySection(), connectionState: 'Disconnected' };
+    const incarnation = (this.incarnations.get(id) ?? 0) + 1;
+    this.incarnations.set(id, incarnation);
+    const identity: Obj = { status: 'enabled', statusReason: null, statusUpdateTime: EPOCH, lastActivityTime: EPOCH, cloudToDeviceMessageCount: 0 };
+    if (key.moduleId === undefined) Object.assign(identity, { capabilities: { iotEdge: false }, deviceScope: null });
+    const t: HubTwin = { key, version: 2, etag: this.nextEtag(), tags: clone(initialTags ?? {}), desired: emptySection(), reported: emptySection(), connectionState: 'Disconnected', incarnation, identity };
     this.twinsById.set(id, t);
     this.everKnown.set(id, key);
+    this.record(t, key);
+    if (key.moduleId !== undefined && this.rng.chance(this.options.silentModuleCreateRate ?? 0)) {
+      // An IoT Edge module created while its device is offline: no createDeviceIdentity is routed.
+      this.markUnsettled(key, 'silent-create');
+      this.counts.silentModuleCreate = (this.counts.silentModuleCreate ?? 0) + 1;
+      return true;
+    }
     this.emit(key, 'deviceLifecycleEvents', created({ ...this.common(key, ts), twin: this.renderTwin(t) }), `create ${keyLabel(key)}`);
     return true;
   }
@@ -201,6 +313,13 @@ export class SimulatedHub {
     if (patch.tags) {
       applyData(t.tags, undefined, patch.tags, () => {});
       p.sent.tags.push(clone(patch.tags));
+      // MicrosoftDocs/azure-docs issue 36255: a tags update was seen to bump desired `$version`.
+      const bump = this.options.tagsBumpDesired ?? 'no';
+      if (bump !== 'no' && !patch.desired) {
+        t.desired.version++;
+        if (bump === 'notified') p.desiredVersionOnly = true;
+        else this.markUnsettled(key, 'silent-desired-version');
+      }
     }
     for (const name of ['desired', 'reported'] as const) {
       const sectionPatch = patch[name];
@@ -217,6 +336,7 @@ export class SimulatedHub {
     }
     t.version++;
     t.etag = this.nextEtag();
+    this.record(t, key);
     p.labels.push(`update ${keyLabel(key)} v${t.version} ${JSON.stringify(patch)}`);
     if (!opts.hold) this.flushTwin(id);
     return true;
@@ -235,6 +355,7 @@ export class SimulatedHub {
     t.desired.meta = buildMeta(t.desired.data, ts, t.desired.version);
     t.version++;
     t.etag = this.nextEtag();
+    this.record(t, key);
     this.emit(key, 'twinChangeEvents', twinReplace({ ...this.common(key, ts), twin: this.renderTwin(t) }), `replace ${keyLabel(key)} v${t.version} ${JSON.stringify(next)}`);
     return true;
   }
@@ -244,18 +365,30 @@ export class SimulatedHub {
     const t = this.twin(key);
     if (!t) return false;
     const victims = key.moduleId === undefined ? [...this.modulesOf(key.deviceId), t] : [t];
+    const late: HubTwin[] = [];
     for (const v of victims) {
       this.flushTwin(keyId(v.key));
       this.flushConnection(keyId(v.key));
-      // A connected identity is disconnected before it goes.
-      if (v.connectionState === 'Connected') this.setConnection(v.key, false, {});
+      if (v.connectionState !== 'Connected') continue;
+      // A connected identity is disconnected when it goes; the 60 s poll may report that after the delete.
+      if (this.rng.chance(this.options.lateDisconnectRate ?? 0)) late.push(v);
+      else this.setConnection(v.key, false, {});
     }
     if (key.moduleId === undefined && this.options.moduleDeleteEvents) {
       for (const m of victims.slice(0, -1)) this.emitDelete(m);
     }
-    for (const m of victims.slice(0, -1)) this.twinsById.delete(keyId(m.key));
+    for (const m of victims.slice(0, -1)) {
+      this.twinsById.delete(keyId(m.key));
+      this.record(undefined, m.key);
+    }
     this.emitDelete(t);
     this.twinsById.delete(keyId(key));
+    this.record(undefined, key);
+    for (const v of late) {
+      const seq = ++this.connectionCounter;
+      this.counts.lateDisconnect = (this.counts.lateDisconnect ?? 0) + 1;
+      this.emit(v.key, 'deviceConnectionStateEvents', connection({ ...this.common(v.key, this.tick()), connected: false, sequence: connectionSequence(seq) }), `disconnected ${keyLabel(v.key)} #${seq} (reported after its deletion)`, v.incarnation);
+    }
     return true;
   }
 
@@ -281,7 +414,7 @@ export class SimulatedHub {
 
   private emitDelete(t: HubTwin): void {
     const ts = this.tick();
-    this.emit(t.key, 'deviceLifecycleEvents', deleted({ ...this.common(t.key, ts), twin: this.renderTwin(t) }), `delete ${keyLabel(t.key)}`);
+    this.emit(t.key, 'deviceLifecycleEvents', deleted({ ...this.common(t.key, ts), twin: this.renderTwin(t) }), `delete ${keyLabel(t.key)}`, t.incarnation);
   }
 
   private flushTwin(id: string): void {
@@ -291,15 +424,26 @@ export class SimulatedHub {
     const t = this.twinsById.get(id);
     if (!t) return;
     const body: { version: number; tags?: Obj; desired?: Obj; reported?: Obj } = { version: t.version };
-    if (p.sent.tags.length) body.tags = coalescedPatch(p.pre.tags, t.tags, p.sent.tags);
+    const keyByKey = this.options.coalesce === 'keyByKey' && p.labels.length > 1;
+    const compose = (pre: Obj, post: Obj, sent: Obj[]): Obj => {
+      if (!keyByKey) return coalescedPatch(pre, post, sent);
+      // The sent patches merged key by key: not a merge patch that takes pre to post when a later patch
+      // sets a key an earlier one deleted (or replaced) inside. Then no event says what the hub holds.
+      const merged = composeKeyByKey(sent);
+      if (!deepEqual(applyToCopy(pre, merged), post)) this.markUnsettled(t.key, 'lossy-merge');
+      return merged;
+    };
+    if (p.sent.tags.length) body.tags = compose(p.pre.tags, t.tags, p.sent.tags);
     for (const name of ['desired', 'reported'] as const) {
       if (!p.sent[name].length) continue;
       const s = t[name];
-      const data = coalescedPatch(p.pre[name], s.data, p.sent[name]);
+      const data = compose(p.pre[name], s.data, p.sent[name]);
       body[name] = { ...data, $metadata: metaFor(data, s.meta), $version: s.version };
     }
+    if (p.desiredVersionOnly && !body.desired) body.desired = { $version: t.desired.version };
     const label = p.labels.length === 1 ? p.labels[0] : `coalesced[${p.labels.join('; ')}]`;
     this.emit(t.key, 'twinChangeEvents', twinUpdate({ ...this.common(t.key, this.tick()), ...body }), label);
+    if (keyByKey) this.counts.keyByKeyMerge = (this.counts.keyByKeyMerge ?? 0) + 1;
   }
 
   private flushConnection(id: string): void {
@@ -313,10 +457,10 @@ export class SimulatedHub {
     this.emit(key, 'deviceConnectionStateEvents', connection({ ...this.common(key, this.tick()), connected, sequence: connectionSequence(seq) }), `${connected ? 'connected' : 'disconnected'} ${keyLabel(key)} #${seq}`);
   }
 
-  private emit(key: TwinKey, route: Route, event: WireEvent, label: string): void {
+  private emit(key: TwinKey, route: Route, event: WireEvent, label: string, incarnation = this.incarnations.get(keyId(key)) ?? 0): void {
     const opType = String(event.properties.opType);
     this.counts[opType] = (this.counts[opType] ?? 0) + 1;
-    const e: Emitted = { event, route, ms: Date.parse(String(event.properties.operationTimestamp)), label };
+    const e: Emitted = { event, route, ms: Date.parse(String(event.properties.operationTimestamp)), label, key, incarnation, order: ++this.emitted };
     const window = this.options.reorderWindow ?? 0;
     if (window <= 0) return this.sink(e);
     let box = this.outboxes.get(key.deviceId);
@@ -333,9 +477,27 @@ export class SimulatedHub {
       const heads = new Map<Route, number>();
       box.forEach((e, i) => { if (!heads.has(e.route)) heads.set(e.route, i); });
       const i = this.rng.pick([...heads.values()]);
-      this.sink(box.splice(i, 1)[0]);
+      const e = box.splice(i, 1)[0];
+      this.noteOvertaking(e, box);
+      this.sink(e);
     }
     if (box.length === 0) this.outboxes.delete(deviceId);
+  }
+
+  /**
+   * A twin change of a later incarnation released while a lifecycle event of an earlier one is still held
+   * back: the replica meets a change of a re-created twin before learning of the re-creation. The rules
+   * take it for a re-creation only on a lower version (rules.ts, `restarted`), so this incarnation may
+   * need verify/repair.
+   */
+  private noteOvertaking(e: Emitted, held: readonly Emitted[]): void {
+    if (e.key === undefined || e.incarnation === undefined || e.route !== 'twinChangeEvents') return;
+    const id = keyId(e.key);
+    const overtaken = held.some((h) => h.route === 'deviceLifecycleEvents' && h.key !== undefined && (
+      (keyId(h.key) === id && (h.incarnation ?? 0) < e.incarnation!)
+      // a module's change ahead of its device's earlier lifecycle event (module and device count incarnations apart)
+      || (e.key!.moduleId !== undefined && h.key.moduleId === undefined && h.key.deviceId === e.key!.deviceId && (h.order ?? 0) < (e.order ?? 0))));
+    if (overtaken) this.markUnsettled(e.key, 'recreation-overtaken', e.incarnation);
   }
 
   private common(key: TwinKey, ts: string) {
@@ -436,4 +598,23 @@ function addTouched(out: Obj, sent: Obj, pre: Obj | undefined, post: Obj): void 
       out[k] = clone(post[k]);
     }
   }
+}
+
+/** The sent patches merged key by key (a later value replaces an earlier one, objects merge, nulls kept). */
+export function composeKeyByKey(sent: readonly Obj[]): Obj {
+  const out: Obj = {};
+  const merge = (into: Obj, patch: Obj) => {
+    for (const [k, v] of Object.entries(patch)) {
+      if (isObj(v) && isObj(into[k])) merge(into[k] as Obj, v);
+      else into[k] = clone(v);
+    }
+  };
+  for (const s of sent) merge(out, s);
+  return out;
+}
+
+function applyToCopy(pre: Obj, patch: Obj): Obj {
+  const copy = clone(pre);
+  applyData(copy, undefined, patch, () => {});
+  return copy;
 }

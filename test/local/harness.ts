@@ -14,7 +14,7 @@ import { compareReplica } from '../../local/compare';
 import { EventHubTrigger, LocalEventHub, sleep, type InvocationRecord } from '../../local/eventHub';
 import type { FaultProxy } from '../../local/faultProxy';
 import { FaultyDeadLetters, FaultyStore, LocalHost } from '../../local/host';
-import { keyLabel, SimulatedHub, type Obj, type TwinKey } from '../../local/hub';
+import { deepEqual, keyId, keyLabel, SimulatedHub, type HistoryEntry, type HubOptions, type Obj, type TwinKey } from '../../local/hub';
 
 /**
  * One model-based run: the simulated hub is the model; the real system is the Event Hub, the trigger
@@ -45,7 +45,15 @@ export class Real {
   readonly problems: string[] = [];
   readonly trigger: EventHubTrigger;
   readonly host: LocalHost;
-  private readonly observed = new Map<string, TwinDoc>();
+  /** Set by newRun: the hub whose history judges the observations. */
+  hub?: SimulatedHub;
+  /** Per identity (hub key): the earliest hub step every observation so far can be placed at, in order. */
+  private readonly floor = new Map<string, number>();
+  private readonly connectionSeen = new Map<string, bigint>();
+  private readonly everSeen = new Set<string>();
+  readonly judgement = { judged: 0, unjudged: 0 };
+  /** Differences only verify/repair can close, found by the final comparison. */
+  awaitingRepair = 0;
   /** Tries left before an outage ends (undefined: the endpoint is up). */
   outageTries: number | undefined;
 
@@ -87,26 +95,41 @@ export class Real {
     if (!r.ok && !r.crashed && s.retrying === 0) this.problems.push(`${where}: threw with nothing to retry: ${r.error}`);
   }
 
-  /** Reads every document (directly, not through the faults) and checks that none went back in time. */
+  /**
+   * Reads every document (directly, not through the faults) and checks that none went back in time. The
+   * judge is the hub's own history, not the engine's bookkeeping: each observed document is placed at the
+   * hub steps whose state it shows (same version, tags, sections and, when it has one, ETag; a tombstone at
+   * a deletion), and the places of one identity's observations must be able to rise in order. A document
+   * that shows no state the hub passed through (built from reordered or partial events) is counted as
+   * unjudged. Connection state is judged by the hub's sequence numbers alone.
+   */
   async observe(): Promise<TwinDoc[]> {
     const { resources } = await this.direct.items.readAll<TwinDoc>().fetchAll();
     const docs = resources.map((d) => stripSystemFields(d));
     const seen = new Set<string>();
     for (const doc of docs) {
-      seen.add(doc.id);
-      const prev = this.observed.get(doc.id);
-      if (prev) {
-        const before = newestTimestamp(prev);
-        const now = newestTimestamp(doc);
-        if (now < before) this.problems.push(`${doc.id}: went back in time (${before} → ${now})`);
-        if (!prev.deleted && !doc.deleted && prev.replica.createdAt === doc.replica.createdAt) {
-          if ((doc.version ?? -1) < (prev.version ?? -1)) this.problems.push(`${doc.id}: version went backwards ${prev.version} → ${doc.version}`);
-          if ((doc.connectionStateSequenceNumber ?? '') < (prev.connectionStateSequenceNumber ?? '')) this.problems.push(`${doc.id}: connection sequence went backwards`);
-        }
+      const key: TwinKey = doc.moduleId === undefined ? { deviceId: doc.deviceId } : { deviceId: doc.deviceId, moduleId: doc.moduleId };
+      const id = keyId(key);
+      seen.add(id);
+      this.everSeen.add(id);
+      const history = this.hub?.history.get(id) ?? [];
+      const places = history.filter((h) => (doc.deleted ? h.deleted : !h.deleted && showsState(doc, h))).map((h) => h.step);
+      if (places.length === 0) this.judgement.unjudged++;
+      else {
+        this.judgement.judged++;
+        const floor = this.floor.get(id) ?? 0;
+        const next = places.find((p) => p >= floor);
+        if (next === undefined) this.problems.push(`${keyLabel(key)}: went back in time (now shows hub step ${places[places.length - 1]}, had shown step ${floor})`);
+        else this.floor.set(id, next);
       }
-      this.observed.set(doc.id, doc);
+      const seq = doc.connectionStateSequenceNumber;
+      if (seq !== undefined) {
+        const n = BigInt(`0x${seq}`);
+        if (n < (this.connectionSeen.get(id) ?? 0n)) this.problems.push(`${keyLabel(key)}: connection state went back to sequence ${seq}`);
+        else this.connectionSeen.set(id, n);
+      }
     }
-    for (const id of this.observed.keys()) if (!seen.has(id)) this.problems.push(`${id}: document disappeared`);
+    for (const id of this.everSeen) if (!seen.has(id)) this.problems.push(`${id}: document disappeared`);
     return docs;
   }
 
@@ -156,14 +179,17 @@ export class Real {
   }
 }
 
-export function newestTimestamp(doc: TwinDoc): string {
-  return [doc.replica.createdAt, doc.replica.updatedAt, doc.replica.deletedAt, doc.connectionStateUpdatedTime].filter((x): x is string => !!x).sort().pop() ?? '';
+/** The document shows this hub state (twin content only: identity fields and connection state travel apart). */
+function showsState(doc: TwinDoc, h: HistoryEntry): boolean {
+  return doc.version === h.version && deepEqual(doc.tags, h.tags) && deepEqual(doc.properties?.desired, h.desired)
+    && deepEqual(doc.properties?.reported, h.reported) && (doc.etag === undefined || doc.etag === h.etag);
 }
 
 /** Checks the end state; throws with the mismatches and the event sequence. */
 export async function verify(model: Model, real: Real): Promise<void> {
   const docs = await real.settle(model.hub);
   const cmp = compareReplica(model.hub, docs);
+  real.awaitingRepair += cmp.awaitingRepair.length;
   const problems = [...real.problems, ...cmp.mismatches];
   if (real.deadLetters.records.length) problems.push(`dead-lettered: ${real.deadLetters.records.map((d) => `${d.reason} ${d.deviceId}/${d.moduleId ?? ''} ${d.detail}`).join('; ')}`);
   if (real.trigger.stats.exhausted) problems.push(`${real.trigger.stats.exhausted} batch(es) gave up after the last retry`);
@@ -183,7 +209,7 @@ export interface Services {
 }
 
 export function newTally(): Record<string, number> {
-  return { runs: 0, events: 0, invocations: 0, applied: 0, stale: 0, crashes: 0, retries: 0, etagConflicts: 0, deletes: 0, coalesced: 0, replays: 0 };
+  return { runs: 0, events: 0, invocations: 0, applied: 0, stale: 0, crashes: 0, retries: 0, etagConflicts: 0, deletes: 0, coalesced: 0, replays: 0, judged: 0, unjudged: 0, awaitingRepair: 0, lateDisconnects: 0, silentModuleCreates: 0, keyByKeyMerges: 0, drifts: 0 };
 }
 
 /**
@@ -213,13 +239,14 @@ export function proxiedClient(proxy: FaultProxy): CosmosClient {
 }
 
 let runNumber = 0;
-export async function newRun(s: Services, hubOptions: { seed: number; reorderWindow?: number }, wrapStore?: (store: TwinStore) => TwinStore): Promise<{ model: Model; real: Real; dispose: () => Promise<void> }> {
+export async function newRun(s: Services, hubOptions: HubOptions & { seed: number }, wrapStore?: (store: TwinStore) => TwinStore): Promise<{ model: Model; real: Real; dispose: () => Promise<void> }> {
   const id = `run-${++runNumber}`;
   const { container: direct } = await s.direct.database(DATABASE).containers.create({ id, partitionKey: { paths: ['/deviceId'] } });
   s.proxy.calm();
   await s.proxy.comeBack();
   const real = new Real(s.proxy, s.viaProxy.database(DATABASE).container(id), direct, wrapStore);
   const hub = new SimulatedHub((e) => real.eventHub.publish(e.event, e.ms, e.label), hubOptions);
+  real.hub = hub;
   return {
     model: { hub },
     real,
@@ -235,6 +262,13 @@ export async function newRun(s: Services, hubOptions: { seed: number; reorderWin
         t.etagConflicts += sum.conflicts ?? 0;
       }
       t.crashes += real.trigger.stats.crashes;
+      t.judged += real.judgement.judged;
+      t.unjudged += real.judgement.unjudged;
+      t.awaitingRepair += real.awaitingRepair;
+      t.lateDisconnects += hub.counts.lateDisconnect ?? 0;
+      t.silentModuleCreates += hub.counts.silentModuleCreate ?? 0;
+      t.keyByKeyMerges += hub.counts.keyByKeyMerge ?? 0;
+      t.drifts += hub.counts.drift ?? 0;
       t.retries += real.trigger.stats.retries;
       for (const log of real.eventHub.partitions) {
         for (const e of log) {
@@ -296,6 +330,13 @@ export class Flap extends Base {
     if (t) m.hub.setConnection(this.key, t.connectionState !== 'Connected', { hold: this.hold });
   }
   toString() { return `connection flap ${show(this.key)}${this.hold ? ' (reported with the next snapshot)' : ''}`; }
+}
+export class Drift extends Base {
+  constructor(readonly key: TwinKey, readonly change: 'status' | 'activity' | 'scope') { super(); }
+  async run(m: Model) {
+    if (m.hub.drift(this.key, this.change)) m.hub.counts.drift = (m.hub.counts.drift ?? 0) + 1;
+  }
+  toString() { return `${show(this.key)}: ${this.change} changes with no routed event`; }
 }
 export class Flush extends Base {
   async run(m: Model) { m.hub.flush(); }
@@ -361,6 +402,8 @@ export const commandArbsWithoutCreate: fc.Arbitrary<Cmd>[] = [
   fc.tuple(key, plain, plain).map(([k, t, d]) => new Replace(k, t, d)),
   key.map((k) => new Delete(k)),
   fc.tuple(key, fc.boolean()).map(([k, h]) => new Flap(k, h)),
+  fc.tuple(key, fc.boolean()).map(([k, h]) => new Flap(k, h)),
+  fc.tuple(key, fc.constantFrom('status' as const, 'activity' as const, 'scope' as const)).map(([k, c]) => new Drift(k, c)),
   fc.constant(new Flush()),
   fc.tuple(partition, fc.integer({ min: 1, max: 4 })).map(([p, n]) => new Duplicate(p, n)),
   fc.tuple(partition, fc.integer({ min: 1, max: 6 })).map(([p, n]) => new Deliver(p, n)),
