@@ -3,7 +3,8 @@ import { Rng } from './random';
 
 /**
  * A random fleet living its life on the simulated hub: desired and reported patches with nested objects
- * and null deletions, tag changes, replaces, connection flaps, module and device deletes and re-creates.
+ * and null deletions, tag changes, replaces, connection flaps, identity fields changing with no event
+ * (status, capabilities, activity), module and device deletes and re-creates.
  * Device ids use characters IoT Hub allows and Cosmos DB item ids do not (`#`, `%`, `'`, ...).
  */
 export interface WorkloadOptions {
@@ -96,7 +97,8 @@ export class Workload {
     else if (r < 0.68) this.hub.update(key, { tags: randomPatch(rng, t.tags) }, { hold });
     else if (r < 0.72) this.hub.update(key, { desired: randomPatch(rng, t.desired.data), tags: randomPatch(rng, t.tags) }, { hold });
     else if (r < 0.75) this.hub.replace(key, { tags: randomObject(rng), desired: randomObject(rng) });
-    else if (r < 0.97) this.hub.setConnection(key, t.connectionState !== 'Connected', { hold: rng.chance(this.o.snapshotRate ?? 0.2) });
+    else if (r < 0.95) this.hub.setConnection(key, t.connectionState !== 'Connected', { hold: rng.chance(this.o.snapshotRate ?? 0.2) });
+    else if (r < 0.97) this.hub.drift(key, rng.pick(['status', 'activity', 'scope'] as const)); // no event: verify/repair refreshes
     else this.hub.delete(key);
   }
 }

@@ -54,6 +54,7 @@ export class Real {
   readonly judgement = { judged: 0, unjudged: 0 };
   /** Differences only verify/repair can close, found by the final comparison. */
   awaitingRepair = 0;
+  readonly awaitingByReason: Record<string, number> = {};
   /** Tries left before an outage ends (undefined: the endpoint is up). */
   outageTries: number | undefined;
 
@@ -190,6 +191,10 @@ export async function verify(model: Model, real: Real): Promise<void> {
   const docs = await real.settle(model.hub);
   const cmp = compareReplica(model.hub, docs);
   real.awaitingRepair += cmp.awaitingRepair.length;
+  for (const a of cmp.awaitingRepair) {
+    const why = /\(([^()]*)\)$/.exec(a)?.[1] ?? 'other';
+    real.awaitingByReason[why] = (real.awaitingByReason[why] ?? 0) + 1;
+  }
   const problems = [...real.problems, ...cmp.mismatches];
   if (real.deadLetters.records.length) problems.push(`dead-lettered: ${real.deadLetters.records.map((d) => `${d.reason} ${d.deviceId}/${d.moduleId ?? ''} ${d.detail}`).join('; ')}`);
   if (real.trigger.stats.exhausted) problems.push(`${real.trigger.stats.exhausted} batch(es) gave up after the last retry`);
@@ -265,6 +270,7 @@ export async function newRun(s: Services, hubOptions: HubOptions & { seed: numbe
       t.judged += real.judgement.judged;
       t.unjudged += real.judgement.unjudged;
       t.awaitingRepair += real.awaitingRepair;
+      for (const [why, n] of Object.entries(real.awaitingByReason)) t[`repair: ${why}`] = (t[`repair: ${why}`] ?? 0) + n;
       t.lateDisconnects += hub.counts.lateDisconnect ?? 0;
       t.silentModuleCreates += hub.counts.silentModuleCreate ?? 0;
       t.keyByKeyMerges += hub.counts.keyByKeyMerge ?? 0;
