@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { render } from './report';
 import { runBench } from './run';
-import { DEFAULT_WORKLOAD, type WorkloadOptions } from './workload';
+import { DEFAULT_WORKLOAD, WORKLOADS, type WorkloadOptions } from './workload';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -32,6 +32,10 @@ function list(v: string): number[] {
 
 const program = new Command('bench')
   .description('Throughput, Cosmos requests and RU per event of syncTwins vs a per-event read-merge-replace strategy, on one seeded workload against a local Cosmos-compatible server.')
+  .option('--workload <name>', `a named workload: ${Object.keys(WORKLOADS).join(', ')} (flags override its values)`, 'bursty')
+  .option('--deletes <rate>', 'share of events that delete a device (and its modules); its next event re-creates it', (v) => Number(v))
+  .option('--modules <share>', 'share of devices with two modules (documents of their own)', (v) => Number(v))
+  .option('--replays <rate>', 'share of events that are IoT Hub re-sending a recent event', (v) => Number(v))
   .option('--devices <n>', 'devices in the workload', int('devices', 1), DEFAULT_WORKLOAD.devices)
   .option('--events <n>', 'events in the workload', int('events', 1), DEFAULT_WORKLOAD.events)
   .option('--partitions <n>', 'Event Hubs partitions (run concurrently)', int('partitions', 1), DEFAULT_WORKLOAD.partitions)
@@ -59,26 +63,35 @@ const program = new Command('bench')
 const o = program.opts<{
   devices: number; events: number; partitions: number; batch: number; burst: number; interleave: number; minKb: number; maxKb: number;
   poison: number; seed: number; warmup: number; rtt: number; rounds: number; memoryDevices: number[]; memoryEvents: number; memory: boolean; artifacts: boolean; synth?: boolean;
-  inProcess?: boolean; quick?: boolean; out?: string;
+  inProcess?: boolean; quick?: boolean; out?: string; workload: string; deletes?: number; modules?: number; replays?: number;
 }>();
+const preset = WORKLOADS[o.workload];
+if (!preset) program.error(`unknown workload ${o.workload}: ${Object.keys(WORKLOADS).join(', ')}`);
 const explicit = (name: string) => program.getOptionValueSource(name) === 'cli';
+/** A flag given on the command line wins over the preset, the preset over the default. */
+const pick = <K extends keyof WorkloadOptions>(flag: string, key: K, value: WorkloadOptions[K]): WorkloadOptions[K] =>
+  explicit(flag) || preset[key] === undefined ? value : (preset[key] as WorkloadOptions[K]);
 
-const workload: WorkloadOptions = {
-  devices: o.quick && !explicit('devices') ? 100 : o.devices,
-  events: o.quick && !explicit('events') ? 4_000 : o.events,
+const workload: WorkloadOptions & { name: string } = {
+  name: o.workload,
+  devices: o.quick && !explicit('devices') ? 100 : pick('devices', 'devices', o.devices),
+  events: o.quick && !explicit('events') ? 4_000 : pick('events', 'events', o.events),
   partitions: o.partitions,
   batchSize: o.batch,
-  burst: o.burst,
+  burst: pick('burst', 'burst', o.burst),
   interleave: o.interleave,
-  minDocBytes: o.minKb,
-  maxDocBytes: o.maxKb,
+  minDocBytes: pick('minKb', 'minDocBytes', o.minKb),
+  maxDocBytes: pick('maxKb', 'maxDocBytes', o.maxKb),
   seed: o.seed,
   poisonRate: o.poison,
+  deleteRate: o.deletes ?? preset.deleteRate ?? 0,
+  moduleShare: o.modules ?? preset.moduleShare ?? 0,
+  replayRate: o.replays ?? preset.replayRate ?? 0,
 };
 const memory = o.memory
   ? { devices: o.quick && !explicit('memoryDevices') ? [200, 2_000] : o.memoryDevices, events: o.quick && !explicit('memoryEvents') ? 4_000 : o.memoryEvents }
   : undefined;
-const outFile = path.resolve(o.out ?? (o.quick ? path.join(here, 'out', 'results.quick.json') : path.join(here, 'results.json')));
+const outFile = path.resolve(o.out ?? (o.quick ? path.join(here, 'out', 'results.quick.json') : path.join(here, o.workload === 'bursty' ? 'results.json' : `results.${o.workload}.json`)));
 const command = `npm run bench${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`;
 
 const results = await runBench(

@@ -17,12 +17,13 @@ function table(rows: string[][]): string {
 
 export function render(r: BenchResults): string {
   const w = r.workload;
-  const phases = [r.phases.shipped, r.phases.perEvent, r.phases.inMemory].filter(Boolean) as PhaseFigures[];
+  const phases = [r.phases.shipped, r.phases.perEvent, r.phases.perEventCached, r.phases.inMemory].filter(Boolean) as PhaseFigures[];
   const row = (label: string, f: (p: PhaseFigures) => string) => [label, ...phases.map(f)];
   const out: string[] = [];
   out.push(`twin-replica bench · ${r.meta.command}`);
   out.push(`${r.meta.node} · ${r.meta.cpus} × ${r.meta.cpuModel} · load ${r.meta.loadAvgStart.map((x) => x.toFixed(2)).join(' ')} → ${r.meta.loadAvgEnd?.map((x) => x.toFixed(2)).join(' ')} · servers: ${r.meta.serverMode}${r.meta.rttMs ? `, simulated RTT ${r.meta.rttMs} ms` : ', no added RTT (loopback)'}`);
-  out.push(`workload: ${n(w.devices)} devices, ${n(w.events)} events, ${w.partitions} partitions, batches of ${w.batchSize}, burst ${w.burst} (interleave ${w.interleave}), docs ${n(w.minDocBytes / 1024)}–${n(w.maxDocBytes / 1024)} KB, seed ${w.seed}`);
+  out.push(`workload${w.name ? ` "${w.name}"` : ''}: ${n(w.devices)} devices, ${n(w.events)} events, ${w.partitions} partitions, batches of ${w.batchSize}, burst ${w.burst} (interleave ${w.interleave}), docs ${n(w.minDocBytes / 1024)}–${n(w.maxDocBytes / 1024)} KB, seed ${w.seed}`);
+  if (w.deleteRate || w.moduleShare || w.replayRate) out.push(`          deletes ${n((w.deleteRate ?? 0) * 100, 1)}% of events, ${n((w.moduleShare ?? 0) * 100)}% of devices with 2 modules, replays ${n((w.replayRate ?? 0) * 100, 1)}% of events`);
   out.push(`          ${n(w.batches)} batches, ${n(w.avgChangedDocsPerBatch, 1)} changed docs/batch, ${n(w.avgEventsPerChangedDoc, 2)} events per changed doc per batch`);
   if (r.meta.rounds) out.push(`          server-bound strategies interleaved in ${r.meta.rounds} rounds (order reversed every other round), each after an unmeasured warm-up`);
   out.push('');
@@ -49,6 +50,8 @@ export function render(r: BenchResults): string {
   if (r.ratios) {
     out.push('');
     out.push(`headline (shipped ÷ per-event): ${r.ratios.eventsPerSec.toFixed(2)}× events/s, ${r.ratios.requestsPerEvent.toFixed(3)}× requests/event, ${r.ratios.ruPerEvent.toFixed(3)}× RU/event, ${r.ratios.p50Latency.toFixed(3)}× p50 batch latency`);
+    const c = r.ratiosVsCached;
+    if (c) out.push(`headline (shipped ÷ per-event with cached ETag, 16 documents at once): ${c.eventsPerSec.toFixed(2)}× events/s, ${c.requestsPerEvent.toFixed(3)}× requests/event, ${c.ruPerEvent.toFixed(3)}× RU/event, ${c.p50Latency.toFixed(3)}× p50 batch latency`);
   }
   const cpu = (p?: PhaseFigures) => (p?.server ? p.processCpuUsPerEvent + p.server.serverCpuUsPerEvent : NaN);
   if (r.meta.serverMode === 'child' && r.phases.shipped?.server && r.phases.perEvent?.server) {

@@ -1,41 +1,41 @@
 /**
  * Request-unit estimates. The local server reports a charge of 1 for everything, so the bench counts
- * requests and bytes at the server and converts them with Cosmos DB's published costs:
+ * requests and bytes at the server and converts them with the charges Microsoft publishes per document
+ * size (Microsoft Learn, "Understand request unit consumption in Azure Cosmos DB", table "Document size":
+ * read and write RU at 1, 2, 4, ... 2,048 KB, session/eventual consistency, default indexing):
  *
- * - write (create / replace / upsert) of a document of s KB, default indexing: through the published
- *   points 1 KB ≈ 5 RU, 4 KB ≈ 6.7 RU, 16 KB ≈ 9.5 RU, linear in log2(s) between them (+0.85 RU per
- *   doubling up to 4 KB, +1.4 RU per doubling above), 5 RU below 1 KB, and the last slope beyond 16 KB;
- * - point read of s KB: 1 RU at 1 KB, 10 RU at 100 KB, linear in between: 1 + 9 (s − 1) / 99, at least 1;
+ * - write (create / replace / upsert) and point read of a document of s KB: linear in s between the
+ *   published sizes, the published 1 KB figure below 1 KB, and the last slope beyond 2 MB. (The earlier
+ *   model was log-linear through three points and kept the 4-16 KB slope beyond 16 KB: it priced a 64 KB
+ *   write at 12 RU where the table says 22.7, and a 16 KB read at 2.4 RU where the table says 1.67.);
  * - a point read that finds nothing (404) and a guarded write refused with 412/409: 1 RU each
  *   (Cosmos charges failed requests; 1 RU is the published floor);
  * - a single-partition query: 2.8 RU plus the read cost of the bytes returned above 1 KB.
  * Control-plane requests (account, database and container metadata) are not billed in RU.
+ *
+ * The write figures include indexing under the default policy, whose cost grows with the number of
+ * indexed terms (properties) of the document. Both strategies write the same documents, so both pay the
+ * same per-term cost; a narrower indexing policy lowers both alike and leaves the ratios as they are.
  */
-const WRITE_POINTS: [number, number][] = [
-  [1, 5],
-  [4, 6.7],
-  [16, 9.5],
-];
+const KB_POINTS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048];
+const READ_RU = [1.0, 1.04, 1.14, 1.33, 1.67, 2.19, 4.76, 9.95, 20.28, 40.95, 145.9, 291.8];
+const WRITE_RU = [4.95, 6.29, 6.67, 7.04, 9.52, 11.23, 22.67, 48.19, 98.29, 184.57, 625.0, 1250.0];
+
+function interpolate(table: readonly number[], bytes: number): number {
+  const kb = bytes / 1024;
+  if (kb <= KB_POINTS[0]) return table[0];
+  let i = 1;
+  while (i < KB_POINTS.length - 1 && kb > KB_POINTS[i]) i++;
+  const [k0, k1, r0, r1] = [KB_POINTS[i - 1], KB_POINTS[i], table[i - 1], table[i]];
+  return r0 + ((r1 - r0) * (kb - k0)) / (k1 - k0);
+}
 
 export function writeRu(bytes: number): number {
-  const kb = Math.max(bytes, 1) / 1024;
-  if (kb <= 1) return 5;
-  const x = Math.log2(kb);
-  for (let i = 1; i < WRITE_POINTS.length; i++) {
-    const [k0, r0] = WRITE_POINTS[i - 1];
-    const [k1, r1] = WRITE_POINTS[i];
-    if (kb <= k1 || i === WRITE_POINTS.length - 1) {
-      const x0 = Math.log2(k0);
-      const x1 = Math.log2(k1);
-      return r0 + ((r1 - r0) * (x - x0)) / (x1 - x0);
-    }
-  }
-  return 5;
+  return interpolate(WRITE_RU, bytes);
 }
 
 export function readRu(bytes: number): number {
-  const kb = bytes / 1024;
-  return Math.max(1, 1 + (9 * (kb - 1)) / 99);
+  return interpolate(READ_RU, bytes);
 }
 
 export const FAILED_REQUEST_RU = 1;
@@ -46,9 +46,9 @@ export function queryRu(responseBytes: number): number {
 }
 
 export const RU_FORMULA =
-  'write: 5 RU ≤1 KB, then linear in log2(KB) through 4 KB=6.7 and 16 KB=9.5 (slope kept beyond); ' +
-  'point read: max(1, 1 + 9·(KB−1)/99) (1 KB=1, 100 KB=10); 404 read / 412 write: 1 RU; query: 2.8 RU + read cost above 1 KB; ' +
-  'sizes are the request body (writes) or response body (reads) measured at the server';
+  'write and point read: linear in KB between Microsoft\'s published charges per document size (write 1 KB=4.95, 4 KB=6.67, 16 KB=9.52, 64 KB=22.67; ' +
+  'read 1 KB=1.00, 16 KB=1.67, 64 KB=4.76, 128 KB=9.95; default indexing, both strategies pay the same per-term cost); 404 read / 412 write: 1 RU; ' +
+  'query: 2.8 RU + read cost above 1 KB; sizes are the request body (writes) or response body (reads) measured at the server';
 
 /** RU of one request as the server saw it. */
 export function requestRu(kind: string, status: number, requestBytes: number, responseBytes: number): number {

@@ -13,7 +13,7 @@ import { SyncEngine } from '../functions/src/sync/engine';
 import { buildBundle, measureModuleLoad, PROJECT_ROOT, measureSynth, percentile, type BundleFigures, type LoadFigures, type SynthFigures } from './artifacts';
 import type { MemoryRun } from './memoryChild';
 import { addCounts, diffCounts, startServersInChild, startServersInProcess, type BenchServers, type ServerCounts } from './servers';
-import { drive, inMemoryEngine, localSettingsEnv, mergeDrive, PerEventStrategy, shippedEngine, syncTwinsInvoker, emptyTally, type DriveResult, type Invoke, type Tally } from './strategies';
+import { CachedPerEventStrategy, drive, inMemoryEngine, localSettingsEnv, mergeDrive, PerEventStrategy, shippedEngine, syncTwinsInvoker, emptyTally, type DriveResult, type Invoke, type Tally } from './strategies';
 import { generateWorkload, type Batch, type WorkloadOptions } from './workload';
 import { RU_FORMULA } from './ru';
 
@@ -83,6 +83,13 @@ export interface Target {
   margin: string;
 }
 
+export interface Ratios {
+  eventsPerSec: number;
+  requestsPerEvent: number;
+  ruPerEvent: number;
+  p50Latency: number;
+}
+
 export interface BenchResults {
   meta: {
     command: string;
@@ -99,9 +106,12 @@ export interface BenchResults {
     ruFormula: string;
     durationMs?: number;
   };
-  workload: WorkloadOptions & { batches: number; changedDocs: number; avgChangedDocsPerBatch: number; avgEventsPerChangedDoc: number };
-  phases: { shipped?: PhaseFigures; perEvent?: PhaseFigures; inMemory?: PhaseFigures };
-  ratios?: { eventsPerSec: number; requestsPerEvent: number; ruPerEvent: number; p50Latency: number };
+  workload: WorkloadOptions & { name?: string; batches: number; changedDocs: number; avgChangedDocsPerBatch: number; avgEventsPerChangedDoc: number };
+  phases: { shipped?: PhaseFigures; perEvent?: PhaseFigures; perEventCached?: PhaseFigures; inMemory?: PhaseFigures };
+  /** shipped ÷ per-event. */
+  ratios?: Ratios;
+  /** shipped ÷ per-event with a cached ETag and per-device concurrency (the stronger baseline). */
+  ratiosVsCached?: Ratios;
   memory?: MemoryRun[];
   bundle?: BundleFigures & { error?: string };
   moduleLoad?: LoadFigures & { error?: string };
@@ -147,6 +157,15 @@ function figures(name: string, d: DriveResult, tally: Tally, server?: ServerCoun
     };
   }
   return f;
+}
+
+function ratios(a: PhaseFigures, b: PhaseFigures): Ratios {
+  return {
+    eventsPerSec: a.eventsPerSec / b.eventsPerSec,
+    requestsPerEvent: a.server!.requestsPerEvent / b.server!.requestsPerEvent,
+    ruPerEvent: a.server!.ruPerEvent / b.server!.ruPerEvent,
+    p50Latency: a.latencyP50Ms / b.latencyP50Ms,
+  };
 }
 
 async function memoryRun(servers: BenchServers, workload: WorkloadOptions, container: string): Promise<MemoryRun> {
@@ -203,7 +222,7 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     // batches each, the order reversed every other round), so that a change in the machine's load
     // (other processes on 2 shared cores) falls on all of them alike instead of on whichever ran last.
     interface Contender {
-      key: 'shipped' | 'perEvent';
+      key: 'shipped' | 'perEvent' | 'perEventCached';
       name: string;
       /** Makes this contender's engine the one syncTwins uses (it keeps one per process). */
       activate: () => void;
@@ -225,16 +244,24 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     const perEvent = PerEventStrategy.fromServers(servers, 'bench-per-event');
     contenders.push({ key: 'perEvent', name: 'per-event (baseline)', activate: () => useEngine(undefined), invoke: perEvent.invoker(), tally: perEvent.tally });
 
+    // 4. per-event with a cached ETag and per-device concurrency (the stronger baseline).
+    await servers.createContainer('bench-per-event-cached');
+    const cached = CachedPerEventStrategy.fromServers(servers, 'bench-per-event-cached');
+    contenders.push({ key: 'perEventCached', name: 'per-event, cached ETag', activate: () => useEngine(undefined), invoke: cached.invoker(), tally: cached.tally });
+
     if (warmup.length) {
       for (const c of contenders) {
         log(`warm-up: ${c.name} (${warmup.flat().length} batches on other devices, not measured)`);
         c.activate();
         const t = emptyTally();
-        await drive(warmup, c.key === 'perEvent' ? perEvent.invoker() : syncTwinsInvoker(t));
+        await drive(warmup, c.key === 'perEvent' ? perEvent.invoker() : c.key === 'perEventCached' ? cached.invoker() : syncTwinsInvoker(t));
       }
       perEvent.tally = emptyTally();
       contenders.find((c) => c.key === 'perEvent')!.tally = perEvent.tally;
       contenders.find((c) => c.key === 'perEvent')!.invoke = perEvent.invoker();
+      cached.tally = emptyTally();
+      contenders.find((c) => c.key === 'perEventCached')!.tally = cached.tally;
+      contenders.find((c) => c.key === 'perEventCached')!.invoke = cached.invoker();
     }
     const rounds = Math.max(1, Math.min(opts.rounds ?? 4, Math.min(...workload.map((p) => p.length))));
     for (let round = 0; round < rounds; round++) {
@@ -254,6 +281,7 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     for (const c of contenders) {
       const f = figures(c.name, c.drive!, c.tally, c.counts);
       if (c.key === 'shipped') results.phases.shipped = { ...f, cache: { entries: engine.cache.size, bytes: engine.cache.totalBytes } };
+      else if (c.key === 'perEventCached') results.phases.perEventCached = { ...f, cache: { entries: cached.cache.size, bytes: cached.cache.totalBytes } };
       else results.phases.perEvent = f;
     }
     results.meta.rounds = rounds;
@@ -269,14 +297,8 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     results.phases.inMemory.cache = { entries: mem.engine.cache.size, bytes: mem.engine.cache.totalBytes };
     useEngine(undefined);
 
-    const s = results.phases.shipped!.server!;
-    const p = results.phases.perEvent!.server!;
-    results.ratios = {
-      eventsPerSec: results.phases.shipped!.eventsPerSec / results.phases.perEvent!.eventsPerSec,
-      requestsPerEvent: s.requestsPerEvent / p.requestsPerEvent,
-      ruPerEvent: s.ruPerEvent / p.ruPerEvent,
-      p50Latency: results.phases.shipped!.latencyP50Ms / results.phases.perEvent!.latencyP50Ms,
-    };
+    results.ratios = ratios(results.phases.shipped!, results.phases.perEvent!);
+    results.ratiosVsCached = ratios(results.phases.shipped!, results.phases.perEventCached!);
     // Memory: fresh processes, growing device counts, the same number of events.
     if (opts.memory) {
       results.memory = [];

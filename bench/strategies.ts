@@ -7,6 +7,11 @@
  *    memory (the same rules as the engine, so both produce the same documents), replace with an ETag
  *    guard or create when absent, awaited, one event after another.
  * 3. in-memory: the real `syncTwins` on a SyncEngine with MemoryTwinStore: the handler's own CPU.
+ * 4. per-event, cached: the per-event design as a careful engineer would write it today: each document's
+ *    last known version and ETag kept in memory (the engine's own DocCache, same limits), so a change costs
+ *    one guarded replace and no read while cached; the batch's documents processed concurrently (16 at a
+ *    time, the engine's default), each document's events in order. It writes once per event, not once per
+ *    document per batch, and sends point writes, not bulk.
  *
  * Partitions run concurrently, each one invocation at a time, as the Event Hubs trigger does.
  */
@@ -20,7 +25,8 @@ import { classify } from '../functions/src/sync/events';
 import { encodeDocId } from '../functions/src/sync/ids';
 import { applyEvent } from '../functions/src/sync/rules';
 import type { DeadLetter, DeadLetterSink } from '../functions/src/sync/ports';
-import type { TwinDoc } from '../functions/src/sync/types';
+import { DocCache } from '../functions/src/sync/cache';
+import type { TwinDoc, TwinEvent } from '../functions/src/sync/types';
 import { BlobDeadLetterSink, fromConnectionString } from '../functions/src/adapters/blobDeadLetters';
 import { stripSystemFields } from '../functions/src/adapters/cosmosStore';
 import { MemoryTwinStore } from '../functions/src/adapters/memoryStore';
@@ -309,5 +315,100 @@ export class PerEventStrategy {
   private async deadLetter(record: DeadLetter): Promise<void> {
     await this.deadLetters.write([record]);
     this.tally.deadLettered++;
+  }
+}
+
+/** Strategy 4: per event, with a cached ETag per document and the batch's documents in parallel. */
+export class CachedPerEventStrategy {
+  tally = emptyTally();
+  readonly cache = new DocCache();
+
+  constructor(readonly container: Container, readonly deadLetters: DeadLetterSink, readonly concurrency = 16) {}
+
+  static fromServers(servers: BenchServers, container: string): CachedPerEventStrategy {
+    const client = createCosmosClient({ cosmosEndpoint: servers.cosmosEndpoint, cosmosKey: servers.cosmosKey });
+    const { containerUrl, auth } = fromConnectionString(servers.blobConnectionString, servers.deadLetterContainer);
+    return new CachedPerEventStrategy(client.database(servers.database).container(container), new BlobDeadLetterSink(containerUrl, auth));
+  }
+
+  invoker(): Invoke {
+    return async (batch, trigger) => {
+      const context = contextFor(batch, trigger, () => undefined);
+      await this.handle(trigger.messages, context);
+    };
+  }
+
+  async handle(messages: unknown[], context: InvocationContext): Promise<void> {
+    const t = this.tally;
+    t.invocations++;
+    const raws = toRawEvents(messages, context.triggerMetadata as Record<string, unknown>);
+    t.received += raws.length;
+    const byDoc = new Map<string, TwinEvent[]>();
+    const poison: DeadLetter[] = [];
+    raws.forEach((raw, i) => {
+      const c = classify(raw);
+      if (c.type === 'skip') t.skipped++;
+      else if (c.type === 'poison') poison.push({ reason: c.reason, detail: c.detail, deadLetteredAt: new Date().toISOString(), invocationId: context.invocationId, sequenceNumber: i, event: raw });
+      else {
+        const id = encodeDocId(c.event.key);
+        const list = byDoc.get(id);
+        if (list) list.push(c.event);
+        else byDoc.set(id, [c.event]);
+      }
+    });
+    if (poison.length) {
+      await this.deadLetters.write(poison);
+      t.deadLettered += poison.length;
+    }
+    const docs = [...byDoc.entries()];
+    t.documents += docs.length;
+    let next = 0;
+    const worker = async () => {
+      while (next < docs.length) {
+        const [id, events] = docs[next++];
+        for (const event of events) await this.applyOne(id, event);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, docs.length) }, worker));
+  }
+
+  private async applyOne(id: string, event: TwinEvent): Promise<void> {
+    const t = this.tally;
+    const pk = event.key.deviceId;
+    for (let attempt = 0; ; attempt++) {
+      let current = this.cache.get(id);
+      if (!current) {
+        t.reads++;
+        try {
+          const r = await this.container.item(id, pk).read<TwinDoc>();
+          if (r.resource) current = { doc: stripSystemFields(r.resource), etag: r.etag };
+        } catch (err) {
+          if ((err as { code?: number }).code !== 404) throw err;
+        }
+      }
+      const { doc, outcome } = applyEvent(current?.doc, event);
+      if (outcome === 'stale' || doc === undefined || doc === current?.doc) {
+        t.stale++;
+        return;
+      }
+      const next: TwinDoc = { ...doc, replica: { ...doc.replica, syncedAt: new Date().toISOString() } };
+      try {
+        t.writes++;
+        const r = current
+          ? await this.container.item(id, pk).replace(next, { accessCondition: { type: 'IfMatch', condition: current.etag } })
+          : await this.container.items.create(next, { disableAutomaticIdGeneration: true });
+        this.cache.set(id, { doc: next, etag: r.etag }, Buffer.byteLength(JSON.stringify(next)));
+        t.applied++;
+        return;
+      } catch (err) {
+        this.cache.delete(id);
+        const code = (err as { code?: number }).code;
+        if ((code === 412 || code === 409) && attempt < 5) {
+          t.conflicts++;
+          continue;
+        }
+        throw err;
+      }
+    }
   }
 }

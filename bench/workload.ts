@@ -10,8 +10,15 @@
  *
  * Batches are generated lazily, partition by partition, so a long run (10k devices) holds one batch at a
  * time, not the whole stream.
+ *
+ * A fleet also deletes and re-creates devices (`deleteRate`: the device's module deletions, then its own,
+ * then its next event re-creates it), has modules (`moduleShare` of the devices have two, each a document
+ * of its own, created by its first event) and sees IoT Hub re-send events (`replayRate`: a copy of one of
+ * the partition's last 500 events, stale for every strategy). Named presets (WORKLOADS) give the headline
+ * runs: bursty changes, periodic reporters (one change per device per batch), and a fleet larger than the
+ * engine's cache.
  */
-import { connection, created, fullTwin, opTimestamp, toTrigger, twinUpdate, type WireEvent } from '../testkit/events';
+import { connection, created, deleted, fullTwin, opTimestamp, toTrigger, twinUpdate, type WireEvent } from '../testkit/events';
 
 export interface WorkloadOptions {
   devices: number;
@@ -29,6 +36,12 @@ export interface WorkloadOptions {
   poisonRate: number;
   /** Device ids are `<prefix><6 digits>`; a warm-up pass uses another prefix so it never touches the measured documents. */
   devicePrefix?: string;
+  /** Share of events that delete a device (with its modules); its next event re-creates it. @default 0 */
+  deleteRate?: number;
+  /** Share of devices with two modules. @default 0 */
+  moduleShare?: number;
+  /** Share of events that are re-sends of one of the partition's recent events. @default 0 */
+  replayRate?: number;
 }
 
 export const DEFAULT_WORKLOAD: WorkloadOptions = {
@@ -42,6 +55,13 @@ export const DEFAULT_WORKLOAD: WorkloadOptions = {
   maxDocBytes: 16 * 1024,
   seed: 42,
   poisonRate: 0,
+};
+
+/** The workloads the headline figures are given for (docs/performance.md); flags override their values. */
+export const WORKLOADS: Record<string, Partial<WorkloadOptions>> = {
+  bursty: {},
+  periodic: { burst: 1 },
+  fleet: { devices: 100_000, events: 250_000, burst: 1, minDocBytes: 1024, maxDocBytes: 4 * 1024, deleteRate: 0.005, moduleShare: 0.2, replayRate: 0.02 },
 };
 
 export type Trigger = ReturnType<typeof toTrigger>;
@@ -99,6 +119,14 @@ interface DeviceState {
   desiredVersion: number;
   created: boolean;
   busy: boolean;
+  modules: ModuleState[];
+}
+
+interface ModuleState {
+  id: string;
+  version: number;
+  reportedVersion: number;
+  created: boolean;
 }
 
 interface Burst {
@@ -142,7 +170,9 @@ export function* partitionBatches(opts: WorkloadOptions, partition: number): Gen
     const u = sizeRng();
     const id = deviceId(i, opts.devicePrefix);
     if (partitionOf(id, opts.partitions) !== partition) continue;
-    const d: DeviceState = { id, docBytes: 0, keys: 0, valueLength: 0, version: 0, connectionSeq: 0, reportedVersion: 1, desiredVersion: 1, created: false, busy: false };
+    const withModules = (opts.moduleShare ?? 0) > 0 && ((i * 2654435761) >>> 0) % 1000 < (opts.moduleShare ?? 0) * 1000;
+    const modules = withModules ? ['$edgeAgent', 'sensor'].map((m) => ({ id: m, version: 0, reportedVersion: 1, created: false })) : [];
+    const d: DeviceState = { id, docBytes: 0, keys: 0, valueLength: 0, version: 0, connectionSeq: 0, reportedVersion: 1, desiredVersion: 1, created: false, busy: false, modules };
     sizeDevice(d, Math.round(opts.minDocBytes * Math.pow(opts.maxDocBytes / opts.minDocBytes, u)));
     devices.push(d);
   }
@@ -164,6 +194,11 @@ export function* partitionBatches(opts: WorkloadOptions, partition: number): Gen
   let clock = Date.parse('2026-01-01T00:00:00Z') + partition * 7;
   let emitted = 0;
   let sequence = 1;
+  const recent: WireEvent[] = [];
+  const remember = (e: WireEvent) => {
+    recent.push(e);
+    if (recent.length > 500) recent.shift();
+  };
   for (let index = 0; emitted < total; index++) {
     const size = Math.min(opts.batchSize, total - emitted);
     const events: WireEvent[] = [];
@@ -179,11 +214,49 @@ export function* partitionBatches(opts: WorkloadOptions, partition: number): Gen
       if (opts.poisonRate > 0 && r() < opts.poisonRate) {
         const e = twinUpdate({ deviceId: d.id, ts, version: d.version + 1, reported: {} });
         events.push({ ...e, body: '{"version": not json' });
+      } else if ((opts.replayRate ?? 0) > 0 && recent.length > 0 && r() < (opts.replayRate ?? 0)) {
+        // IoT Hub re-sends an event it already routed (at-least-once): identical, hence stale.
+        events.push(recent[Math.floor(r() * recent.length)]);
+      } else if (d.created && (opts.deleteRate ?? 0) > 0 && r() < (opts.deleteRate ?? 0)) {
+        for (const m of d.modules.filter((x) => x.created)) {
+          const e = deleted({ deviceId: d.id, moduleId: m.id, ts });
+          events.push(e);
+          remember(e);
+          changes++;
+          changed.add(`${d.id}/${m.id}`);
+          m.created = false;
+        }
+        const e = deleted({ deviceId: d.id, ts: opTimestamp(clock, 9_999) });
+        events.push(e);
+        remember(e);
+        changes++;
+        changed.add(d.id);
+        d.created = false;
+        Object.assign(d, { version: 0, reportedVersion: 1, desiredVersion: 1 });
+        clock += 1;
+      } else if (d.created && d.modules.length > 0 && r() < 0.3) {
+        const m = d.modules[Math.floor(r() * d.modules.length)];
+        let e: WireEvent;
+        if (!m.created) {
+          m.created = true;
+          m.version = 2;
+          m.reportedVersion = 1;
+          e = created({ deviceId: d.id, moduleId: m.id, ts, twin: fullTwin({ deviceId: d.id, moduleId: m.id, version: 2, extra: { status: 'enabled', connectionState: 'Disconnected' } }) });
+        } else {
+          m.version++;
+          m.reportedVersion++;
+          e = twinUpdate({ deviceId: d.id, moduleId: m.id, ts, version: m.version, reported: { uptime: Math.floor(r() * 1e6), $metadata: { $lastUpdated: ts, uptime: { $lastUpdated: ts } }, $version: m.reportedVersion } });
+        }
+        events.push(e);
+        remember(e);
+        changes++;
+        changed.add(`${d.id}/${m.id}`);
       } else if (!d.created) {
         d.created = true;
         d.version = 1;
         const reported = reportedSection(d, ts, () => filler(r, d.valueLength));
         events.push(created({ deviceId: d.id, ts, twin: fullTwin({ deviceId: d.id, version: 1, tags: { site: `site-${d.id.slice(-2)}`, model: 'bench' }, reported: reported as never, extra: { status: 'enabled', connectionState: 'Disconnected' } }) }));
+        remember(events[events.length - 1]);
         changes++;
         changed.add(d.id);
       } else {
@@ -209,6 +282,7 @@ export function* partitionBatches(opts: WorkloadOptions, partition: number): Gen
           }
           events.push(twinUpdate({ deviceId: d.id, ts, version: d.version, reported: { ...patch, $metadata: meta, $version: d.reportedVersion } as never }));
         }
+        remember(events[events.length - 1]);
         changes++;
         changed.add(d.id);
       }

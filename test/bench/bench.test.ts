@@ -16,7 +16,7 @@ describe('bench accounting (tiny workload, in-process servers)', () => {
   });
 
   it('every strategy saw every event, and its outcomes add up to what it received', () => {
-    for (const p of [r.phases.shipped!, r.phases.perEvent!, r.phases.inMemory!]) {
+    for (const p of [r.phases.shipped!, r.phases.perEvent!, r.phases.perEventCached!, r.phases.inMemory!]) {
       expect(p.events).toBe(tiny.events);
       expect(p.batches).toBe(r.workload.batches);
       const t = p.tally;
@@ -59,6 +59,15 @@ describe('bench accounting (tiny workload, in-process servers)', () => {
     expect(p.server!.byStatus['write:201']).toBe(tiny.devices);
   });
 
+  it('the per-event strategy with a cached ETag reads each document once (all fit in its cache) and writes once per change', () => {
+    const c = r.phases.perEventCached!;
+    const k = c.server!.byKind;
+    expect(k.read).toBe(tiny.devices);
+    expect(k.write).toBe(c.changes);
+    expect(c.tally.conflicts).toBe(0);
+    expect(r.ratiosVsCached!.requestsPerEvent).toBeCloseTo(r.phases.shipped!.server!.requestsPerEvent / c.server!.requestsPerEvent, 10);
+  });
+
   it('requests and RU are priced from the bytes at the server, and the ratios come from them', () => {
     const s = r.phases.shipped!.server!;
     const p = r.phases.perEvent!.server!;
@@ -72,17 +81,56 @@ describe('bench accounting (tiny workload, in-process servers)', () => {
   });
 });
 
+describe('bench accounting with deletes, modules and replays (tiny fleet, in-process servers)', () => {
+  const fleet: WorkloadOptions = { ...tiny, devices: 30, events: 900, burst: 1, poisonRate: 0, deleteRate: 0.03, moduleShare: 0.5, replayRate: 0.05 };
+
+  it('every strategy applies the same changes and finds the same replays stale', async () => {
+    const f = await runBench({ workload: fleet, servers: 'in-process', artifacts: false, synth: false, warmup: 0 });
+    const [s, p, c, m] = [f.phases.shipped!, f.phases.perEvent!, f.phases.perEventCached!, f.phases.inMemory!];
+    for (const x of [s, p, c, m]) {
+      expect(x.tally.failedInvocations).toBe(0);
+      expect(x.tally.applied + x.tally.stale + x.tally.deadLettered).toBe(fleet.events);
+      expect(x.tally.applied).toBe(p.tally.applied);
+    }
+    expect(s.tally.stale).toBeGreaterThan(0);
+    expect(s.tally.queries).toBeGreaterThan(0); // the engine asks for a deleted device's modules
+  }, 60_000);
+
+  it('the workload deletes devices with their modules, re-creates them, has module documents and re-sends events', () => {
+    const ops = new Map<string, number>();
+    let replays = 0;
+    const seen = new Set<string>();
+    for (const batch of generateWorkload(fleet).flat()) {
+      const tr = batch.trigger();
+      tr.messages.forEach((m, i) => {
+        const props = tr.triggerMetadata.propertiesArray[i] as Record<string, unknown>;
+        const kind = `${String(props.opType)}${props.moduleId ? ' (module)' : ''}`;
+        ops.set(kind, (ops.get(kind) ?? 0) + 1);
+        const sig = JSON.stringify([props, m]);
+        if (seen.has(sig)) replays++;
+        seen.add(sig);
+      });
+    }
+    expect(ops.get('deleteDeviceIdentity')).toBeGreaterThan(0);
+    expect(ops.get('deleteDeviceIdentity (module)')).toBeGreaterThan(0);
+    expect(ops.get('createDeviceIdentity')).toBeGreaterThan(fleet.devices); // re-created after deletion
+    expect(ops.get('createDeviceIdentity (module)')).toBeGreaterThan(0);
+    expect(ops.get('updateTwin (module)')).toBeGreaterThan(0);
+    expect(replays).toBeGreaterThan(0);
+  });
+});
+
 describe('RU formula', () => {
-  it('goes through the published points', () => {
-    expect(writeRu(1024)).toBeCloseTo(5, 6);
-    expect(writeRu(4096)).toBeCloseTo(6.7, 6);
-    expect(writeRu(16384)).toBeCloseTo(9.5, 6);
-    expect(writeRu(300)).toBe(5);
-    expect(writeRu(2048)).toBeGreaterThan(5);
-    expect(writeRu(2048)).toBeLessThan(6.7);
-    expect(readRu(1024)).toBeCloseTo(1, 6);
-    expect(readRu(100 * 1024)).toBeCloseTo(10, 6);
-    expect(readRu(10)).toBe(1);
+  it('goes through the charges Microsoft publishes per document size, reads and writes, beyond 16 KB too', () => {
+    // Microsoft Learn, "Understand request unit consumption in Azure Cosmos DB", table "Document size".
+    for (const [kb, read, write] of [[1, 1.0, 4.95], [4, 1.14, 6.67], [16, 1.67, 9.52], [64, 4.76, 22.67], [128, 9.95, 48.19], [2048, 291.8, 1250]]) {
+      expect(readRu(kb * 1024)).toBeCloseTo(read, 6);
+      expect(writeRu(kb * 1024)).toBeCloseTo(write, 6);
+    }
+    expect(writeRu(300)).toBeCloseTo(4.95, 6);
+    expect(readRu(10)).toBeCloseTo(1, 6);
+    expect(writeRu(24 * 1024)).toBeGreaterThan(9.52);
+    expect(writeRu(24 * 1024)).toBeLessThan(11.23);
   });
 });
 
