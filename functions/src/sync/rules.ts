@@ -204,6 +204,9 @@ export function applyEvent(doc: TwinDoc | undefined, event: TwinEvent, options: 
     if (event.kind === 'connection') return connectionOnTombstone(doc, event);
     const deletedAt = doc.replica.deletedAt;
     if (ts === undefined || (deletedAt !== undefined && ts <= deletedAt)) return stale;
+    // An enqueued time standing in for operationTimestamp is newer on every re-send: after a deletion it
+    // cannot tell a re-creation from the deleted incarnation's create re-sent (repair settles the former).
+    if (event.enqueuedTs && deletedAt !== undefined) return stale;
     return applied(startIncarnation(event, doc, options));
   }
 
