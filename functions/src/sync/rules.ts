@@ -191,7 +191,8 @@ function prune(doc: TwinDoc): TwinDoc {
  * - operation timestamps separate incarnations: an event older than the current incarnation's
  *   create, or not newer than a tombstone's delete, changes nothing (delete safety); an event newer
  *   than a tombstone starts a new incarnation (re-created identity, versions start again);
- * - connection state is ordered by its own sequence numbers.
+ * - connection state is ordered by its own sequence numbers, and never makes a document live;
+ * - a first-seen module of a device deleted at or after the event's time is a tombstone (`context.device`).
  */
 export function applyEvent(doc: TwinDoc | undefined, event: TwinEvent, options: RuleOptions = {}, context: FoldContext = {}): { doc: TwinDoc | undefined; outcome: Outcome } {
   const stale = { doc, outcome: 'stale' as const };
