@@ -61,7 +61,7 @@ export const DEFAULT_WORKLOAD: WorkloadOptions = {
 export const WORKLOADS: Record<string, Partial<WorkloadOptions>> = {
   bursty: {},
   periodic: { burst: 1 },
-  fleet: { devices: 100_000, events: 120_000, burst: 1, minDocBytes: 1024, maxDocBytes: 4 * 1024, deleteRate: 0.005, moduleShare: 0.2, replayRate: 0.02 },
+  fleet: { devices: 100_000, events: 60_000, burst: 1, minDocBytes: 1024, maxDocBytes: 4 * 1024, deleteRate: 0.005, moduleShare: 0.2, replayRate: 0.02 },
 };
 
 export type Trigger = ReturnType<typeof toTrigger>;
