@@ -4,8 +4,8 @@
  * batch by batch. Reports RSS through the run, heap after a full GC, and the engine cache's size.
  * Started by bench/run.ts with `node --expose-gc --import tsx`.
  */
-import { createEngine, readSettings } from '../functions/src/config';
-import { useEngine } from '../functions/src/functions/syncTwins';
+import { buildSyncRuntime } from '../functions/src/runtime/build';
+import { processEnv, readSettings } from '../functions/src/runtime/settings';
 import { drive, emptyTally, syncTwinsInvoker } from './strategies';
 import { partitionBatches, type WorkloadOptions } from './workload';
 
@@ -32,13 +32,12 @@ export interface MemoryRun {
 const workload = JSON.parse(process.argv[2]) as WorkloadOptions;
 const gc = (globalThis as { gc?: () => void }).gc;
 gc?.();
-const engine = createEngine(readSettings());
-useEngine(engine);
+const engine = buildSyncRuntime(readSettings(processEnv()), { attempts: null }).engine;
 const tally = emptyTally();
 const batchesPerPartition = Math.ceil(workload.events / workload.partitions / workload.batchSize);
 const r = await drive(
   Array.from({ length: workload.partitions }, (_, p) => partitionBatches(workload, p)),
-  syncTwinsInvoker(tally),
+  syncTwinsInvoker(engine, tally),
   { expectedBatches: batchesPerPartition * workload.partitions, gcAtCheckpoints: true },
 );
 gc?.();

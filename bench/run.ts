@@ -7,8 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BlobDeadLetterSink, fromConnectionString } from '../functions/src/adapters/blobDeadLetters';
-import { createCosmosClient } from '../functions/src/config';
-import { useEngine } from '../functions/src/functions/syncTwins';
+import { createCosmosClient } from '../functions/src/runtime/build';
 import { SyncEngine } from '../functions/src/sync/engine';
 import { buildBundle, measureModuleLoad, PROJECT_ROOT, measureSynth, percentile, type BundleFigures, type LoadFigures, type SynthFigures } from './artifacts';
 import type { MemoryRun } from './memoryChild';
@@ -224,8 +223,6 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     interface Contender {
       key: 'shipped' | 'perEvent' | 'perEventCached';
       name: string;
-      /** Makes this contender's engine the one syncTwins uses (it keeps one per process). */
-      activate: () => void;
       invoke: Invoke;
       tally: Tally;
       drive?: DriveResult;
@@ -237,24 +234,23 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     await servers.createContainer('bench-shipped');
     const engine = shippedEngine(servers, 'bench-shipped');
     const shippedTally = emptyTally();
-    contenders.push({ key: 'shipped', name: 'syncTwins (shipped)', activate: () => useEngine(engine), invoke: syncTwinsInvoker(shippedTally), tally: shippedTally });
+    contenders.push({ key: 'shipped', name: 'syncTwins (shipped)', invoke: syncTwinsInvoker(engine, shippedTally), tally: shippedTally });
 
     // 2. per-event strategy.
     await servers.createContainer('bench-per-event');
     const perEvent = PerEventStrategy.fromServers(servers, 'bench-per-event');
-    contenders.push({ key: 'perEvent', name: 'per-event (baseline)', activate: () => useEngine(undefined), invoke: perEvent.invoker(), tally: perEvent.tally });
+    contenders.push({ key: 'perEvent', name: 'per-event (baseline)', invoke: perEvent.invoker(), tally: perEvent.tally });
 
     // 4. per-event with a cached ETag and per-device concurrency (the stronger baseline).
     await servers.createContainer('bench-per-event-cached');
     const cached = CachedPerEventStrategy.fromServers(servers, 'bench-per-event-cached');
-    contenders.push({ key: 'perEventCached', name: 'per-event, cached ETag', activate: () => useEngine(undefined), invoke: cached.invoker(), tally: cached.tally });
+    contenders.push({ key: 'perEventCached', name: 'per-event, cached ETag', invoke: cached.invoker(), tally: cached.tally });
 
     if (warmup.length) {
       for (const c of contenders) {
         log(`warm-up: ${c.name} (${warmup.flat().length} batches on other devices, not measured)`);
-        c.activate();
         const t = emptyTally();
-        await drive(warmup, c.key === 'perEvent' ? perEvent.invoker() : c.key === 'perEventCached' ? cached.invoker() : syncTwinsInvoker(t));
+        await drive(warmup, c.key === 'perEvent' ? perEvent.invoker() : c.key === 'perEventCached' ? cached.invoker() : syncTwinsInvoker(engine, t));
       }
       perEvent.tally = emptyTally();
       contenders.find((c) => c.key === 'perEvent')!.tally = perEvent.tally;
@@ -269,7 +265,6 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
       const order = round % 2 === 0 ? contenders : [...contenders].reverse();
       for (const c of order) {
         log(`round ${round + 1}/${rounds}: ${c.name}`);
-        c.activate();
         const before = await servers.counts();
         const d = await drive(slice, c.invoke, { expectedBatches: slice.flat().length });
         const after = await servers.counts();
@@ -277,7 +272,6 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
         c.counts = c.counts ? addCounts(c.counts, diffCounts(before, after)) : diffCounts(before, after);
       }
     }
-    useEngine(undefined);
     for (const c of contenders) {
       const f = figures(c.name, c.drive!, c.tally, c.counts);
       if (c.key === 'shipped') results.phases.shipped = { ...f, cache: { entries: engine.cache.size, bytes: engine.cache.totalBytes } };
@@ -288,14 +282,12 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
 
     // 3. syncTwins on an in-memory store: a warm-up pass on a throwaway engine, then the measured pass.
     log('syncTwins on an in-memory store (handler CPU)');
-    inMemoryEngine();
-    await drive(warmup.length ? warmup : workload.map((p) => p.slice(0, Math.ceil(p.length / 5))), syncTwinsInvoker(emptyTally()));
+    await drive(warmup.length ? warmup : workload.map((p) => p.slice(0, Math.ceil(p.length / 5))), syncTwinsInvoker(inMemoryEngine().engine, emptyTally()));
     const memTally = emptyTally();
     const mem = inMemoryEngine();
-    const d3 = await drive(workload, syncTwinsInvoker(memTally), { measureInvocationCpu: true, expectedBatches: all.length });
+    const d3 = await drive(workload, syncTwinsInvoker(mem.engine, memTally), { measureInvocationCpu: true, expectedBatches: all.length });
     results.phases.inMemory = figures('syncTwins (in-memory store)', d3, memTally);
     results.phases.inMemory.cache = { entries: mem.engine.cache.size, bytes: mem.engine.cache.totalBytes };
-    useEngine(undefined);
 
     results.ratios = ratios(results.phases.shipped!, results.phases.perEvent!);
     results.ratiosVsCached = ratios(results.phases.shipped!, results.phases.perEventCached!);

@@ -2,7 +2,7 @@
  * The three ways the bench pushes the workload through, and the driver that times them.
  *
  * 1. shipped: the real `syncTwins` handler, a real InvocationContext, the engine built from app settings
- *    (config.ts: @azure/cosmos SDK, dead letters to Azurite), against the local Cosmos-compatible server.
+ *    (runtime/build.ts: @azure/cosmos SDK, dead letters to Azurite), against the local Cosmos-compatible server.
  * 2. per-event: a careful port of the original design: for each event, point-read the document, merge in
  *    memory (the same rules as the engine, so both produce the same documents), replace with an ETag
  *    guard or create when absent, awaited, one event after another.
@@ -18,8 +18,9 @@
 import functionsLib from '@azure/functions';
 import type { InvocationContext as Context } from '@azure/functions';
 import type { Container } from '@azure/cosmos';
-import { createCosmosClient, createEngine, readSettings } from '../functions/src/config';
-import { syncTwins, SYNC_RETRY, toRawEvents, useEngine } from '../functions/src/functions/syncTwins';
+import { makeSyncTwins, SYNC_RETRY, toRawEvents } from '../functions/src/functions/syncTwins';
+import { buildSyncRuntime, createCosmosClient } from '../functions/src/runtime/build';
+import { readSettings } from '../functions/src/runtime/settings';
 import { SyncEngine, type SyncSummary } from '../functions/src/sync/engine';
 import { classify } from '../functions/src/sync/events';
 import { encodeDocId } from '../functions/src/sync/ids';
@@ -187,7 +188,8 @@ function contextFor(batch: Batch, trigger: Trigger, onLog: (level: string, messa
 }
 
 /** Invokes the real handler exactly as the host would, and checks the summary it logs against what it returns. */
-export function syncTwinsInvoker(tally: Tally, opts: { measureCpu?: (us: number) => void } = {}): Invoke {
+export function syncTwinsInvoker(engine: SyncEngine, tally: Tally, opts: { measureCpu?: (us: number) => void } = {}): Invoke {
+  const syncTwins = makeSyncTwins(() => ({ engine }));
   return async (batch, trigger) => {
     let logged: SyncSummary | undefined;
     const context = contextFor(batch, trigger, (_level, message) => {
@@ -207,7 +209,7 @@ export function syncTwinsInvoker(tally: Tally, opts: { measureCpu?: (us: number)
   };
 }
 
-/** Env settings that make config.ts build the engine against the local servers (loopback only). */
+/** App settings that make runtime/build.ts build the engine against the local servers (loopback only). */
 export function localSettingsEnv(servers: BenchServers, container: string): Record<string, string> {
   return {
     COSMOS_ENDPOINT: servers.cosmosEndpoint,
@@ -220,14 +222,11 @@ export function localSettingsEnv(servers: BenchServers, container: string): Reco
 }
 
 /**
- * Strategy 1: sets the app settings in process.env and builds the engine with config.ts's own factory
- * (what syncTwins does on its first invocation; done here so the bench can read the cache's size).
+ * Strategy 1: the engine built from the app settings by the function app's own factory (what syncTwins
+ * does on its first invocation; done here so the bench can read the cache's size).
  */
 export function shippedEngine(servers: BenchServers, container: string): SyncEngine {
-  Object.assign(process.env, localSettingsEnv(servers, container));
-  const engine = createEngine(readSettings());
-  useEngine(engine);
-  return engine;
+  return buildSyncRuntime(readSettings(localSettingsEnv(servers, container)), { attempts: null }).engine;
 }
 
 /** Strategy 3: the real handler on an in-memory store. */
@@ -235,7 +234,6 @@ export function inMemoryEngine(): { engine: SyncEngine; store: MemoryTwinStore; 
   const store = new MemoryTwinStore();
   const deadLetters = new MemoryDeadLetterSink();
   const engine = new SyncEngine({ store, deadLetters });
-  useEngine(engine);
   return { engine, store, deadLetters };
 }
 

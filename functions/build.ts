@@ -10,7 +10,7 @@ import { build } from 'esbuild';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FUNCTION_TIMEOUT } from './src/replicaTools/timeouts';
+import { FUNCTION_TIMEOUT } from './src/runtime/contracts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 

@@ -1,5 +1,5 @@
 import type { AttemptCounter } from '../functions/src/adapters/attemptCounter';
-import { useEngine } from '../functions/src/functions/syncTwins';
+import { makeSyncTwins, type SyncTwinsHandler } from '../functions/src/functions/syncTwins';
 import type { SyncEngine } from '../functions/src/sync/engine';
 import type { DeadLetter, DeadLetterSink, StoredDoc, TwinStore, WriteOp, WriteResult } from '../functions/src/sync/ports';
 import type { TwinDoc } from '../functions/src/sync/types';
@@ -104,12 +104,14 @@ export class FaultyDeadLetters implements DeadLetterSink {
 
 /**
  * The sequence of host processes: each generation gets fresh faults and a fresh engine (empty caches, new
- * clients) installed into the real `syncTwins` with `useEngine`.
+ * clients) that the real `syncTwins` handler ({@link handler}) runs on.
  */
 export class LocalHost {
   generation = 0;
   faults = new HostFaults();
   engine!: SyncEngine;
+  /** The real syncTwins handler, on the current generation's engine. */
+  readonly handler: SyncTwinsHandler = makeSyncTwins(() => ({ engine: this.engine, attempts: this.attempts }));
 
   /**
    * `attempts`, when given, is the function's durable count of batch starts: one object for every host
@@ -127,7 +129,6 @@ export class LocalHost {
     this.faults = new HostFaults();
     this.engine = this.makeEngine(this.faults);
     this.generation++;
-    useEngine(this.engine, { attempts: this.attempts });
   }
 
   /** The running process, for the trigger to tell whether it died during an invocation. */
@@ -144,7 +145,6 @@ export class LocalHost {
   }
 
   stop(): void {
-    useEngine(undefined);
     this.disposeEngine?.(this.engine);
   }
 }

@@ -13,10 +13,10 @@
 import { BlobServiceClient } from '@azure/storage-blob';
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { createAttemptCounter, createEngine, readSettings } from '../functions/src/config';
 import { CosmosTwinStore, stripSystemFields } from '../functions/src/adapters/cosmosStore';
-import { SYNC_RETRY, syncTwins } from '../functions/src/functions/syncTwins';
-import { SyncEngine } from '../functions/src/sync/engine';
+import { SYNC_RETRY } from '../functions/src/functions/syncTwins';
+import { buildSyncRuntime, createAttemptCounter, createCosmosClient } from '../functions/src/runtime/build';
+import { readSettings } from '../functions/src/runtime/settings';
 import type { DeadLetter } from '../functions/src/sync/ports';
 import type { TwinDoc } from '../functions/src/sync/types';
 import { telemetry } from '../testkit/events';
@@ -122,10 +122,13 @@ async function main(): Promise<number> {
   // The durable count of batch starts, in Azurite as in the host's storage account in Azure: it outlives the hosts.
   const attempts = createAttemptCounter(settings);
   const host = new LocalHost(
-    (faults) => {
-      const base = createEngine(settings);
-      return new SyncEngine({ store: new FaultyStore(base.store, faults), deadLetters: new FaultyDeadLetters(base.deadLetterSink, faults), tombstoneTtlSeconds: settings.tombstoneTtlSeconds, concurrency: settings.concurrency });
-    },
+    // Each host process gets its own clients, as a restarted Functions host would.
+    (faults) => buildSyncRuntime(settings, {
+      cosmosClient: createCosmosClient(settings),
+      wrapStore: (store) => new FaultyStore(store, faults),
+      wrapDeadLetters: (sink) => new FaultyDeadLetters(sink, faults),
+      attempts: null,
+    }).engine,
     (engine) => ((engine.store as FaultyStore as unknown as { inner: CosmosTwinStore }).inner.container.database.client.dispose()),
     attempts,
   );
@@ -158,7 +161,7 @@ async function main(): Promise<number> {
   let outages = 0;
   const trigger = new EventHubTrigger({
     hub: eventHub,
-    handler: syncTwins,
+    handler: host.handler,
     maxEventBatchSize: o.batchSize,
     retry: { maxRetryCount: SYNC_RETRY.maxRetryCount, minimumIntervalMs: SYNC_RETRY.minimumInterval.seconds * 1000, maximumIntervalMs: SYNC_RETRY.maximumInterval.minutes * 60_000 },
     timeScale: o.timeScale,
@@ -198,7 +201,8 @@ async function main(): Promise<number> {
   let producing = true;
   let fill: Promise<BackfillReport | VerifyReport | undefined> = Promise.resolve(undefined);
   const fillEvents = { atStart: 0, atEnd: 0, syncedAtStart: 0, syncedAtEnd: 0 };
-  const fillOptions = () => ({ hub, engine: createEngine(settings), hubNow: () => hub.clockMs(), pageSize: o.fillPageSize });
+  // The fill writes as the tools do: an engine of its own from the same settings, no attempt counter.
+  const fillOptions = () => ({ hub, engine: buildSyncRuntime(settings, { attempts: null }).engine, hubNow: () => hub.clockMs(), pageSize: o.fillPageSize });
   const producer = (async () => {
     workload.provision();
     if (o.attach) {

@@ -6,11 +6,29 @@ import { DEFAULT_QUERY_LAG_MS } from '../functions/src/replicaTools/scan';
 import { DEAD_LETTER_REASONS, type DeadLetterReason } from '../functions/src/sync/types';
 import { defaultStatePath } from './backfillState';
 import { backfillCommand, queryCommand, redriveCommand, showCommand, verifyCommand, type ScanFlags } from './commands';
-import { createEngine } from './configBridge';
 import { SdkTwinQuery } from './hubSdk';
 import { createProgress } from './progress';
-import { BlobDeadLetterStore } from './redrive';
-import { deadLetterContainer, engineSettings, hubHostName, replicaContainer, toolCredential } from './settings';
+import { BlobDeadLetterStore, deadLetterContainer } from './redrive';
+import { processCredential } from '../functions/src/adapters/credentials';
+import { buildSyncRuntime, createCosmosClient } from '../functions/src/runtime/build';
+import { hubHostName, processEnv, readReplicaSettings, readSettings, type Env } from '../functions/src/runtime/settings';
+
+/** The engine every writing command goes through, built by the function app's own factory. */
+function engineFor(env: Env) {
+  return buildSyncRuntime(readSettings(env), { attempts: null }).engine;
+}
+
+/** The replica container alone (show / query need nothing else); the caller disposes the client. */
+function replicaContainer(env: Env) {
+  const settings = readReplicaSettings(env);
+  const client = createCosmosClient(settings);
+  return { client, container: client.database(settings.cosmosDatabase).container(settings.cosmosContainer) };
+}
+
+/** The hub token's credential: the same chain as the function app's (AZURE_CLIENT_ID picks an identity). */
+function toolCredential(env: Env) {
+  return processCredential(readReplicaSettings(env).clientId);
+}
 
 /** Exit codes: 0 done and consistent; 1 failed; 2 done, but discrepancies or dead letters remain; 130 interrupted. */
 export const EXIT = { ok: 0, failed: 1, remaining: 2, interrupted: 130 } as const;
@@ -57,7 +75,7 @@ function scanFlags(o: Record<string, unknown>): ScanFlags {
 interface Io {
   out: (text: string) => void;
   err: (text: string) => void;
-  env: NodeJS.ProcessEnv;
+  env: Env;
   progress: boolean;
 }
 
@@ -91,7 +109,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       const stateFile = path.resolve((o.state as string | undefined) ?? defaultStatePath(hub));
       try {
         const report = await backfillCommand({ ...scanFlags(o), restart: o.restart as boolean }, {
-          engine: createEngine(engineSettings(io.env)), twinQuery: new SdkTwinQuery({ hostName: hub, credential: toolCredential(io.env) }),
+          engine: engineFor(io.env), twinQuery: new SdkTwinQuery({ hostName: hub, credential: toolCredential(io.env) }),
           hub, stateFile, progress: progressFor(cmd), signal: controller.signal,
         });
         emit(io, globals(cmd).json, report, () => [
@@ -118,7 +136,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--samples <n>', 'samples per kind of discrepancy', positiveInt, 10)
     .action(async (o: Record<string, unknown>, cmd: Command) => {
       const hub = hubHostName(o.hub as string | undefined, io.env);
-      const engine = createEngine(engineSettings(io.env));
+      const engine = engineFor(io.env);
       const { container } = replicaContainer(io.env);
       // Ctrl-C aborts the request in flight; the report (stoppedBy: interrupted) is still printed.
       const controller = new AbortController();
@@ -157,7 +175,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .action(async (o: Record<string, unknown>, cmd: Command) => {
       const report = await redriveCommand(
         { reasons: o.reason as DeadLetterReason[] | undefined, since: o.since as Date | undefined, until: o.until as Date | undefined, dryRun: o.dryRun as boolean, batchSize: o.batchSize as number },
-        { engine: createEngine(engineSettings(io.env)), store: new BlobDeadLetterStore(deadLetterContainer(io.env)), progress: progressFor(cmd) },
+        { engine: engineFor(io.env), store: new BlobDeadLetterStore(deadLetterContainer(readSettings(io.env))), progress: progressFor(cmd) },
       );
       emit(io, globals(cmd).json, report, () => [
         `redrive${report.dryRun ? ' (dry run)' : ''}: ${report.selected} dead letters selected`,
@@ -232,7 +250,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
 }
 
 /** Runs the CLI; resolves to the exit code. */
-export async function main(argv: string[] = process.argv, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function main(argv: string[] = process.argv, env: Env = processEnv()): Promise<number> {
   let code: number = EXIT.ok;
   const io: Io = { out: (t) => process.stdout.write(t + '\n'), err: (t) => process.stderr.write(t + '\n'), env, progress: process.stderr.isTTY === true };
   const program = buildProgram(io, (c) => (code = c));

@@ -1,7 +1,8 @@
 import https from 'node:https';
 import type { TokenCredential } from '@azure/identity';
 import iothub from 'azure-iothub';
-import { parseHubHost, parseRetryAfter, TwinQueryError, type TwinQuery, type TwinQueryPage } from '../functions/src/replicaTools/twinQuery';
+import { parseHubHost } from '../functions/src/runtime/settings';
+import { parseRetryAfter, TwinQueryError, type TwinQuery, type TwinQueryPage } from '../functions/src/replicaTools/twinQuery';
 import type { DocKey, JsonObject } from '../functions/src/sync/types';
 
 export interface SdkTwinQueryOptions {

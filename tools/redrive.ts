@@ -1,4 +1,6 @@
-import type { ContainerClient } from '@azure/storage-blob';
+import { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
+import { processCredential } from '../functions/src/adapters/credentials';
+import type { SyncSettings } from '../functions/src/runtime/settings';
 import { deadLetterBlobName } from '../functions/src/adapters/blobDeadLetters';
 import type { BatchResult, EventOutcome, SyncEngine } from '../functions/src/sync/engine';
 import type { DeadLetter } from '../functions/src/sync/ports';
@@ -188,4 +190,13 @@ async function redriveGroup(opts: RedriveOptions, report: RedriveReport, tool: b
     if (report.samples.failedAgain.length < maxSamples) report.samples.failedAgain.push({ name, reason, detail: again?.detail ?? record.detail });
     if (!rewritten.has(name)) await opts.store.remove(name);
   }
+}
+
+/** The dead-letter container through @azure/storage-blob: Entra ID, or Azurite's connection string on loopback. */
+export function deadLetterContainer(settings: SyncSettings): ContainerClient {
+  if (settings.deadLetterEndpoint) {
+    return new ContainerClient(`${settings.deadLetterEndpoint.replace(/\/$/, '')}/${settings.deadLetterContainer}`, processCredential(settings.clientId));
+  }
+  // readSettings has already refused a connection string that is not Azurite on loopback.
+  return BlobServiceClient.fromConnectionString(settings.deadLetterConnectionString!).getContainerClient(settings.deadLetterContainer);
 }

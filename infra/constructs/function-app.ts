@@ -11,9 +11,7 @@ import type { FunctionStorage } from './storage.js';
 import type { IotHubRouting } from './iot-hub.js';
 import type { Telemetry } from './monitoring.js';
 import type { StackContext } from './common.js';
-
-/** Connection prefix of the Event Hubs trigger (`connection: 'IOTHUB_EVENTS'` in the function code). */
-export const EVENT_HUBS_CONNECTION = 'IOTHUB_EVENTS';
+import { EVENT_HUBS_CONNECTION, type InfraAppSetting } from '../../functions/src/runtime/contracts.js';
 
 export interface SyncFunctionAppProps extends StackContext {
   readonly config: FunctionAppConfig;
@@ -105,7 +103,8 @@ export class SyncFunctionApp extends Construct {
       AzureWebJobsStorage__clientId: identity.clientId,
 
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: `Authorization=AAD;ClientId=${identity.clientId}`,
-    };
+      // Every setting the function code expects from the infrastructure (runtime/contracts.ts) must be here.
+    } satisfies Record<InfraAppSetting, string> & Record<string, string>;
 
     this.app = new FunctionAppFlexConsumption(this, 'app', {
       name: names.functionApp,

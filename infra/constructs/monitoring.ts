@@ -10,7 +10,7 @@ import type { MonitoringConfig } from '../config.js';
 import type { CosmosReplica } from './cosmos.js';
 import type { EventHubs } from './event-hubs.js';
 import type { StackContext } from './common.js';
-import { SUMMARY_PREFIX } from '../../functions/src/logContract.js';
+import { SUMMARY_PREFIX } from '../../functions/src/runtime/contracts.js';
 
 export interface TelemetryProps extends StackContext {
   readonly config: MonitoringConfig;

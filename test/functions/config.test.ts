@@ -1,9 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BlobAttemptCounter } from '../../functions/src/adapters/attemptCounter';
-import { ConfigError, createAttemptCounter, createCosmosClient, isLoopback, readSettings } from '../../functions/src/config';
-import { parseHubHost } from '../../functions/src/replicaTools/twinQuery';
-import { verifyRepairDeps } from '../../functions/src/functions/verifyRepair';
-import { hubHostName } from '../../tools/settings';
+import { createAttemptCounter, createCosmosClient, FunctionAppRuntime } from '../../functions/src/runtime/build';
+import { ConfigError, hubHostName, isLoopback, parseHubHost, readSettings, readVerifySettings } from '../../functions/src/runtime/settings';
 
 const base = {
   COSMOS_ENDPOINT: 'https://acct.documents.azure.com:443/',
@@ -52,6 +50,25 @@ describe('app settings', () => {
     expect(() => readSettings({ ...base, TOMBSTONE_TTL_SECONDS: '8 days' })).toThrow(/TOMBSTONE_TTL_SECONDS must be a positive integer/);
   });
 
+  it('reports every problem at once', () => {
+    const problems = (() => {
+      try {
+        readVerifySettings({ COSMOS_ENDPOINT: 'https://acct.documents.azure.com', COSMOS_KEY: 'k', TOMBSTONE_TTL_SECONDS: '-1', VERIFY_PAGE_SIZE: '1.5', IOTHUB_HOSTNAME: 'evil.com', DEADLETTER_BLOB_ENDPOINT: 'https://evil.com' });
+      } catch (err) {
+        return (err as ConfigError).problems;
+      }
+      return [];
+    })();
+    expect(problems).toEqual([
+      'missing app settings: COSMOS_DATABASE, COSMOS_CONTAINER',
+      expect.stringMatching(/^COSMOS_KEY is accepted only/),
+      expect.stringMatching(/^TOMBSTONE_TTL_SECONDS must be a positive integer/),
+      expect.stringMatching(/^DEADLETTER_BLOB_ENDPOINT must be https:/),
+      expect.stringMatching(/^the hub host name must be https:\/\/<name>\.azure-devices\.net/),
+      expect.stringMatching(/^VERIFY_PAGE_SIZE must be a positive integer/),
+    ]);
+  });
+
   it('knows loopback addresses from everything else', () => {
     expect(['https://localhost:8081', 'https://127.0.0.1', 'https://127.8.9.10:1', 'https://[::1]:8081'].map(isLoopback)).toEqual([true, true, true, true]);
     expect(['https://10.0.0.1', 'https://localhost.evil.com', 'https://128.0.0.1', 'not a url'].map(isLoopback)).toEqual([false, false, false, false]);
@@ -59,21 +76,20 @@ describe('app settings', () => {
 });
 
 describe('one CosmosClient per process', () => {
-  it('syncTwins and verifyRepair share the process\'s client (clients are created lazily: no server needed)', async () => {
+  it('syncTwins and verifyRepair share the process\'s client (clients are created lazily: no server needed)', () => {
     const env = {
       COSMOS_ENDPOINT: 'https://127.0.0.1:18081', COSMOS_DATABASE: 'twin-replica', COSMOS_CONTAINER: 'twins', COSMOS_KEY: 'k',
       DEADLETTER_CONNECTION_STRING: 'DefaultEndpointsProtocol=http;AccountName=a;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:10000/a;',
       IOTHUB_HOSTNAME: 'hub.azure-devices.net',
     };
-    const { sharedCosmosClient } = await import('../../functions/src/config');
-    const { verifyRepairDeps } = await import('../../functions/src/functions/verifyRepair');
-    const settings = readSettings(env);
-    const client = sharedCosmosClient(settings);
-    expect(sharedCosmosClient(settings)).toBe(client);
-    const deps = verifyRepairDeps(env);
-    const store = deps.engine.store as unknown as { container: { database: { client: unknown } } };
-    expect(store.container.database.client).toBe(client);
-    expect(sharedCosmosClient({ ...settings, cosmosEndpoint: 'https://127.0.0.1:18082' })).not.toBe(client);
+    const runtime = new FunctionAppRuntime(env);
+    const clientOf = (engine: { store: unknown }) => (engine.store as { container: { database: { client: unknown } } }).container.database.client;
+    const client = clientOf(runtime.sync().engine);
+    expect(runtime.sync()).toBe(runtime.sync());
+    expect(clientOf(runtime.verify().engine)).toBe(client);
+    const replica = runtime.verify().replica as unknown as { container: { database: { client: unknown } } };
+    expect(replica.container.database.client).toBe(client);
+    expect(clientOf(new FunctionAppRuntime({ ...env, COSMOS_ENDPOINT: 'https://127.0.0.1:18082' }).sync().engine)).not.toBe(client);
   });
 });
 
@@ -111,7 +127,7 @@ describe('token audience: bearer tokens go only to Azure hosts of the right kind
       expect(() => hubHostName(host, {}), host).toThrow(/azure-devices\.net/);
       expect(() => hubHostName(undefined, { IOTHUB_HOSTNAME: host }), host).toThrow(/azure-devices\.net/);
     }
-    expect(() => verifyRepairDeps({ ...base, IOTHUB_HOSTNAME: 'evil.com' })).toThrow(/azure-devices\.net/);
+    expect(() => readVerifySettings({ ...base, IOTHUB_HOSTNAME: 'evil.com' })).toThrow(/azure-devices\.net/);
     expect(hubHostName('myhub.azure-devices.net', {})).toBe('myhub.azure-devices.net');
   });
 });

@@ -3,8 +3,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryAttemptCounter } from '../../functions/src/adapters/attemptCounter';
 import { MemoryDeadLetterSink } from '../../functions/src/adapters/memoryDeadLetters';
 import { MemoryTwinStore } from '../../functions/src/adapters/memoryStore';
-import { LAST_RESORT_PREFIX, SUMMARY_PREFIX, TRACE_MESSAGE_LIMIT } from '../../functions/src/logContract';
-import { lastResortLines, pairTriggerBatch, syncTwins, useEngine } from '../../functions/src/functions/syncTwins';
+import { LAST_RESORT_PREFIX, SUMMARY_PREFIX, TRACE_MESSAGE_LIMIT } from '../../functions/src/runtime/contracts';
+import { lastResortLines, makeSyncTwins, pairTriggerBatch } from '../../functions/src/functions/syncTwins';
+import type { SyncRuntime } from '../../functions/src/runtime/build';
 import { SyncEngine } from '../../functions/src/sync/engine';
 import { encodeDocId } from '../../functions/src/sync/ids';
 import { StoreError, type DeadLetter, type DeadLetterSink, type TwinStore } from '../../functions/src/sync/ports';
@@ -19,6 +20,13 @@ import { created, fullTwin, opTimestamp, telemetry, toTrigger, twinUpdate, type 
  */
 const at = (s: number) => opTimestamp(Date.parse('2026-04-01T10:00:00Z') + s * 1000);
 const LAST: RetryContext = { retryCount: 5, maxRetryCount: 5 };
+
+// The handler on this test's runtime (what the registered instance gets from runtime/build.ts).
+let runtime: SyncRuntime | undefined;
+const syncTwins = makeSyncTwins(() => {
+  if (!runtime) throw new Error('no runtime set up');
+  return runtime;
+});
 
 class FailingDeadLetters implements DeadLetterSink {
   async write(): Promise<void> {
@@ -46,11 +54,11 @@ function run(events: WireEvent[], o: { retry?: RetryContext; dropEmptyBodies?: b
 function setup(o: { store?: TwinStore; deadLetters?: DeadLetterSink; attempts?: MemoryAttemptCounter } = {}) {
   const store = (o.store ?? new MemoryTwinStore()) as MemoryTwinStore;
   const sink = new MemoryDeadLetterSink();
-  useEngine(new SyncEngine({ store, deadLetters: o.deadLetters ?? sink }), { attempts: o.attempts });
+  runtime = { engine: new SyncEngine({ store, deadLetters: o.deadLetters ?? sink }), attempts: o.attempts };
   return { store, sink };
 }
 
-afterEach(() => useEngine(undefined));
+afterEach(() => (runtime = undefined));
 
 /** An empty-body twin event for one device, then ordinary updates for two others. */
 const misalignable = (): WireEvent[] => [

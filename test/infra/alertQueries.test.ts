@@ -1,9 +1,9 @@
 import { InvocationContext, type RetryContext } from '@azure/functions';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { alertQueries } from '../../infra/constructs/monitoring';
 import { MemoryDeadLetterSink } from '../../functions/src/adapters/memoryDeadLetters';
 import { MemoryTwinStore } from '../../functions/src/adapters/memoryStore';
-import { syncTwins, SYNC_RETRY, useEngine } from '../../functions/src/functions/syncTwins';
+import { makeSyncTwins, SYNC_RETRY } from '../../functions/src/functions/syncTwins';
 import { SyncEngine } from '../../functions/src/sync/engine';
 import { StoreError, type DeadLetterSink, type TwinStore } from '../../functions/src/sync/ports';
 import { opTimestamp, toTrigger, twinUpdate, type WireEvent } from '../../testkit/events';
@@ -22,10 +22,9 @@ const at = (s: number) => opTimestamp(T.getTime() + s * 1000);
 const rows: TraceRow[] = [];
 let seq = 1;
 
-afterEach(() => useEngine(undefined));
-
 async function batch(events: WireEvent[], store: TwinStore, deadLetters: DeadLetterSink, retries: number): Promise<void> {
-  useEngine(new SyncEngine({ store, deadLetters }));
+  const runtime = { engine: new SyncEngine({ store, deadLetters }) };
+  const syncTwins = makeSyncTwins(() => runtime);
   const { messages, triggerMetadata } = toTrigger(events, { partitionId: '0', firstSequence: seq });
   seq += events.length;
   // The trigger's retry loop: the same batch until it succeeds or the policy has no try left.

@@ -1,10 +1,10 @@
 import https from 'node:https';
 import { CosmosClient, type Container } from '@azure/cosmos';
 import fc from 'fast-check';
-import { isLoopback } from '../../functions/src/config';
+import { isLoopback } from '../../functions/src/runtime/settings';
 import { CosmosTwinStore, stripSystemFields } from '../../functions/src/adapters/cosmosStore';
 import { MemoryDeadLetterSink } from '../../functions/src/adapters/memoryDeadLetters';
-import { SYNC_RETRY, syncTwins, toRawEvents } from '../../functions/src/functions/syncTwins';
+import { SYNC_RETRY, toRawEvents } from '../../functions/src/functions/syncTwins';
 import { SyncEngine } from '../../functions/src/sync/engine';
 import type { TwinStore } from '../../functions/src/sync/ports';
 import type { TwinDoc } from '../../functions/src/sync/types';
@@ -66,7 +66,7 @@ export class Real {
     }));
     this.trigger = new EventHubTrigger({
       hub: this.eventHub,
-      handler: syncTwins,
+      handler: this.host.handler,
       retry: { maxRetryCount: SYNC_RETRY.maxRetryCount, minimumIntervalMs: SYNC_RETRY.minimumInterval.seconds * 1000, maximumIntervalMs: SYNC_RETRY.maximumInterval.minutes * 60_000 },
       timeScale: 0,
       host: this.host,

@@ -1,8 +1,9 @@
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import type { AccessToken, TokenCredential } from '@azure/identity';
-import { BlobDeadLetterSink, fromConnectionString } from '../../functions/src/adapters/blobDeadLetters';
 import { CosmosTwinStore } from '../../functions/src/adapters/cosmosStore';
-import { SyncEngine } from '../../functions/src/sync/engine';
+import { buildSyncRuntime } from '../../functions/src/runtime/build';
+import { readSettings } from '../../functions/src/runtime/settings';
+import type { SyncEngine } from '../../functions/src/sync/engine';
 import { encodeDocId } from '../../functions/src/sync/ids';
 import type { TwinStore } from '../../functions/src/sync/ports';
 import type { TwinDoc } from '../../functions/src/sync/types';
@@ -61,8 +62,8 @@ export async function startToolEnv(opts: { hub?: boolean; blob?: boolean } = {})
     cosmos, blob, hub, deadLetters, settings,
     credential: staticCredential(hub?.token ?? 'none'),
     engine(store) {
-      const { containerUrl, auth } = fromConnectionString(blob!.connectionString, 'deadletters');
-      return new SyncEngine({ store: store ?? new CosmosTwinStore(cosmos.container), deadLetters: new BlobDeadLetterSink(containerUrl, auth) });
+      // The function app's factory on these settings; the store defaults to this environment's container (its client).
+      return buildSyncRuntime(readSettings(settings), { store: store ?? new CosmosTwinStore(cosmos.container), attempts: null }).engine;
     },
     async readDoc(deviceId, moduleId) {
       try {

@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { InvocationContext } from '@azure/functions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CosmosTwinStore } from '../../functions/src/adapters/cosmosStore';
-import { syncTwins, useEngine } from '../../functions/src/functions/syncTwins';
+import { makeSyncTwins } from '../../functions/src/functions/syncTwins';
+import type { SyncEngine } from '../../functions/src/sync/engine';
 import { StoreError, type DeadLetter, type TwinStore } from '../../functions/src/sync/ports';
 import { DEAD_LETTER_REASONS, type TwinDoc } from '../../functions/src/sync/types';
 import { BlobDeadLetterStore, REDRIVEN_PREFIX } from '../../tools/redrive';
@@ -24,7 +25,6 @@ beforeAll(async () => {
   env = await startToolEnv({ hub: false });
 });
 afterAll(async () => {
-  useEngine(undefined);
   await env?.close();
 });
 
@@ -70,7 +70,7 @@ function poisonEvents(): WireEvent[] {
   return [malformed, notObject, unknownOp, noDevice, badId, invalid, noTime, huge, rejected, transient];
 }
 
-async function invokeLastRetry(events: WireEvent[]) {
+async function invokeLastRetry(engine: SyncEngine, events: WireEvent[]) {
   const { messages, triggerMetadata } = toTrigger(events, { partitionId: '3', firstSequence: 500 });
   for (const sys of triggerMetadata.systemPropertiesArray as Record<string, unknown>[]) {
     if (sys['iothub-connection-device-id'] === 'no-time') {
@@ -79,7 +79,7 @@ async function invokeLastRetry(events: WireEvent[]) {
     }
   }
   const context = new InvocationContext({ functionName: 'syncTwins', invocationId: 'inv-poison', triggerMetadata, retryContext: { retryCount: 5, maxRetryCount: 5 }, logHandler: () => {} });
-  return syncTwins(messages as unknown[], context);
+  return makeSyncTwins(() => ({ engine }))(messages as unknown[], context);
 }
 
 async function blobs(prefix = ''): Promise<string[]> {
@@ -104,13 +104,11 @@ function cliRedrive(args: string[]): Promise<{ code: number | null; stdout: stri
 describe('redrive of dead letters', () => {
   it('re-applies every reason: what can land lands (moved under redriven/), the rest fails again in place; idempotent', async () => {
     const faulty = env.engine(new FaultyStore(new CosmosTwinStore(env.cosmos.container)));
-    useEngine(faulty);
-    const summary = await invokeLastRetry(poisonEvents());
+    const summary = await invokeLastRetry(faulty, poisonEvents());
     expect(summary).toMatchObject({ received: 10, applied: 0, deadLettered: 10 });
     // A backfill snapshot the store refused: the tools' own dead letter (its body is the parsed change).
     const snap = await faulty.applyTwinEvents([{ kind: 'snapshot', key: { deviceId: 'rej-snap' }, ts, version: 3, twin: fullTwin({ deviceId: 'rej-snap', version: 3 }) }], { isLastAttempt: false, source: 'replica-tools:backfill' });
     expect(snap.summary.deadLetterReasons).toEqual({ 'rejected-by-store': 1 });
-    useEngine(undefined);
 
     const initial = await waiting();
     expect(initial).toHaveLength(11);

@@ -1,8 +1,10 @@
 import { InvocationContext, type Timer } from '@azure/functions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HOST_JSON } from '../../functions/build';
-import { DEFAULT_VERIFY_MAX_MINUTES, FUNCTION_TIMEOUT_MINUTES } from '../../functions/src/replicaTools/timeouts';
-import { reportBlobName, stateBlobName, useVerifyRepairDeps, verifyRepair, verifyRepairDeps } from '../../functions/src/functions/verifyRepair';
+import { DEFAULT_VERIFY_MAX_MINUTES, FUNCTION_TIMEOUT_MINUTES } from '../../functions/src/runtime/contracts';
+import { makeVerifyRepair, reportBlobName, stateBlobName } from '../../functions/src/functions/verifyRepair';
+import { buildVerifyRuntime, type VerifyRuntime } from '../../functions/src/runtime/build';
+import { readVerifySettings, type Env } from '../../functions/src/runtime/settings';
 import type { VerifyReport, VerifyState } from '../../functions/src/replicaTools/scan';
 import { hubBudgets, RestTwinQuery, TwinQueryError } from '../../functions/src/replicaTools/twinQuery';
 import { created, opTimestamp, toTrigger } from '../../testkit/events';
@@ -19,9 +21,15 @@ beforeAll(async () => {
   env = await startToolEnv();
 });
 afterAll(async () => {
-  useVerifyRepairDeps(undefined);
   await env?.close();
 });
+
+/** The runtime from the app settings, with the stand-in's hub client (its certificate trusted, its static token). */
+function runtimeFrom(settings: Env): VerifyRuntime {
+  return buildVerifyRuntime(readVerifySettings(settings), { twinQuery: restQuery() });
+}
+let runtime: VerifyRuntime | undefined;
+const verifyRepair = makeVerifyRepair(() => runtime!);
 
 function restQuery(): RestTwinQuery {
   return new RestTwinQuery({ hostName: env.hub!.hostName, getToken: async () => env.hub!.token, ca: env.hub!.cert.cert });
@@ -63,9 +71,9 @@ describe('verifyRepair timer function', () => {
     const hub = env.hub!;
     for (let i = 1; i <= 5; i++) hub.addDevice(`t-${i}`, { tags: { n: i } });
     hub.addDevice('t-edge', { modules: ['edgeHub'] });
-    const fromSettings = verifyRepairDeps({ ...env.settings, VERIFY_QUERIES_PER_MINUTE: '300', VERIFY_PAGE_SIZE: '2', AZURE_CLIENT_ID: '' });
+    const fromSettings = runtimeFrom({ ...env.settings, VERIFY_QUERIES_PER_MINUTE: '300', VERIFY_PAGE_SIZE: '2', AZURE_CLIENT_ID: '' });
     expect(fromSettings).toMatchObject({ hub: hub.hostName, queriesPerMinute: 300, twinReadsPerSecond: 50, pageSize: 2, maxMinutes: 25 });
-    useVerifyRepairDeps({ ...fromSettings, twinQuery: restQuery() });
+    runtime = fromSettings;
     // The replica knows one device that no longer exists (its deletion was never routed).
     const { messages, triggerMetadata } = toTrigger([created({ deviceId: 't-old', ts: opTimestamp(Date.now() - 86_400_000), twin: { deviceId: 't-old', version: 4 } })]);
     await fromSettings.engine.processBatch(messages.map((body, i) => ({ body, properties: triggerMetadata.propertiesArray[i], systemProperties: triggerMetadata.systemPropertiesArray[i] })), { isLastAttempt: true });
@@ -110,7 +118,7 @@ describe('verifyRepair timer function', () => {
     await reports.getBlobClient(stateBlobName(hub.hostName)).deleteIfExists(); // the previous test's completed pass
 
     // Run 1: the hub holds the second page far past the run's deadline (1.2 s): the deadline aborts that request.
-    useVerifyRepairDeps({ ...verifyRepairDeps({ ...settings, VERIFY_MAX_MINUTES: '0.02' }), twinQuery: restQuery() });
+    runtime = runtimeFrom({ ...settings, VERIFY_MAX_MINUTES: '0.02' });
     hub.beforePage = (served) => (served === 2 ? new Promise((r) => setTimeout(r, 30_000)) : undefined);
     const first = await verifyRepair(timer, context('inv-fill-1'));
     hub.beforePage = undefined;
@@ -125,7 +133,7 @@ describe('verifyRepair timer function', () => {
     expect(line1).toMatchObject({ stoppedBy: 'deadline', fill: { pass: 1, twinsSeen: 4, passComplete: false, lastCompletedPassAt: null } });
 
     // Run 2: continues from the saved continuation and finishes the pass.
-    useVerifyRepairDeps({ ...verifyRepairDeps(settings), twinQuery: restQuery() });
+    runtime = runtimeFrom(settings);
     const before = hub.requests.length;
     const second = await verifyRepair(timer, context('inv-fill-2'));
     expect(hub.requests[before]).toMatchObject({ continuation: saved.pass.queries.devices.continuation });
@@ -136,14 +144,14 @@ describe('verifyRepair timer function', () => {
     expect(((await blob(stateBlobName(hub.hostName))) as VerifyState).pass).toMatchObject({ number: 2, seen: [] });
 
     // Run 3: a fresh pass; its first page's token expires before the next run: the pass restarts cleanly.
-    useVerifyRepairDeps({ ...verifyRepairDeps({ ...settings, VERIFY_MAX_MINUTES: '0.02' }), twinQuery: restQuery() });
+    runtime = runtimeFrom({ ...settings, VERIFY_MAX_MINUTES: '0.02' });
     let pages = 0;
     hub.beforePage = () => (++pages === 2 ? new Promise((r) => setTimeout(r, 30_000)) : undefined);
     const third = await verifyRepair(timer, context('inv-fill-3'));
     hub.beforePage = undefined;
     expect(third).toMatchObject({ stoppedBy: 'deadline', pass: { number: 2, twinsSeen: 4 } });
     hub.expireContinuations();
-    useVerifyRepairDeps({ ...verifyRepairDeps(settings), twinQuery: restQuery() });
+    runtime = runtimeFrom(settings);
     const fourth = await verifyRepair(timer, context('inv-fill-4'));
     expect(fourth).toMatchObject({ complete: true, remaining: 0, pass: { number: 2, restarts: 1, twinsSeen: 20, complete: true } });
   });
@@ -152,10 +160,10 @@ describe('verifyRepair timer function', () => {
     expect(hubBudgets('S1', 1, 0.5)).toEqual({ queriesPerMinute: 10, twinReadsPerSecond: 50 });
     expect(hubBudgets('S2', 20, 1)).toEqual({ queriesPerMinute: 400, twinReadsPerSecond: 200 });
     expect(hubBudgets('S3', 2, 0.5)).toEqual({ queriesPerMinute: 1000, twinReadsPerSecond: 500 });
-    const deps = verifyRepairDeps({ ...env.settings, IOTHUB_SKU: 'S3', IOTHUB_UNITS: '2', AZURE_CLIENT_ID: '' });
+    const deps = runtimeFrom({ ...env.settings, IOTHUB_SKU: 'S3', IOTHUB_UNITS: '2', AZURE_CLIENT_ID: '' });
     expect(deps).toMatchObject({ queriesPerMinute: 1000, twinReadsPerSecond: 500 });
     expect(HOST_JSON.functionTimeout).toBe(`00:${FUNCTION_TIMEOUT_MINUTES}:00`);
     expect(DEFAULT_VERIFY_MAX_MINUTES).toBeLessThan(FUNCTION_TIMEOUT_MINUTES);
-    expect(() => verifyRepairDeps({ ...env.settings, VERIFY_MAX_MINUTES: '29', AZURE_CLIENT_ID: '' })).toThrow(/functionTimeout/);
+    expect(() => readVerifySettings({ ...env.settings, VERIFY_MAX_MINUTES: '29', AZURE_CLIENT_ID: '' })).toThrow(/functionTimeout/);
   });
 });

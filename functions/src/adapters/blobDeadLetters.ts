@@ -1,4 +1,5 @@
 import { createHash, createHmac } from 'node:crypto';
+import { parseStorageConnectionString } from '../runtime/settings';
 import type { DeadLetter, DeadLetterSink } from '../sync/ports';
 
 /**
@@ -107,13 +108,22 @@ export function sharedKeyAuthorization(method: string, url: URL, headers: Record
 
 /** Parses a storage connection string (Azurite's form) into the container URL and Shared Key auth. */
 export function fromConnectionString(connectionString: string, container: string): { containerUrl: string; auth: BlobAuth } {
-  const parts = Object.fromEntries(connectionString.split(';').filter(Boolean).map((p) => {
-    const i = p.indexOf('=');
-    return [p.slice(0, i), p.slice(i + 1)];
-  }));
-  const accountName = parts.AccountName;
-  const accountKey = parts.AccountKey;
-  const endpoint = parts.BlobEndpoint ?? `${parts.DefaultEndpointsProtocol ?? 'https'}://${accountName}.blob.${parts.EndpointSuffix ?? 'core.windows.net'}`;
-  if (!accountName || !accountKey) throw new Error('the storage connection string needs AccountName and AccountKey');
-  return { containerUrl: `${endpoint.replace(/\/$/, '')}/${container}`, auth: { kind: 'sharedKey', accountName, accountKey } };
+  const { accountName, accountKey, blobEndpoint } = parseStorageConnectionString(connectionString);
+  return { containerUrl: `${blobEndpoint}/${container}`, auth: { kind: 'sharedKey', accountName, accountKey } };
+}
+
+/** Where verifyRepair's reports and saved pass go: a blob container. `get` answers undefined for a missing blob. */
+export interface ReportStore {
+  put(name: string, content: string): Promise<void>;
+  get(name: string): Promise<string | undefined>;
+}
+
+/** Reports through the same Blob REST client as the dead letters (Put Blob, Get Blob). */
+export class BlobReportStore extends BlobContainerRest implements ReportStore {
+  async get(name: string): Promise<string | undefined> {
+    const res = await this.send('GET', name);
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) throw new Error(`Get Blob ${name} answered ${res.status}: ${res.text.slice(0, 300)}`);
+    return res.text;
+  }
 }

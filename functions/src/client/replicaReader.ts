@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { CosmosClient, type Container } from '@azure/cosmos';
+import type { CosmosClient, Container } from '@azure/cosmos';
 import type { TokenCredential } from '@azure/identity';
 import { stripSystemFields } from '../adapters/cosmosStore';
-import { createCosmosClient, isLoopback } from '../config';
+import { createCosmosClient } from '../runtime/build';
+import { isLoopback } from '../runtime/settings';
 import { translate, type CosmosQuery, type Plan } from '../query';
 import { encodeDocId } from '../sync/ids';
 import type { Json, JsonObject, TwinDoc } from '../sync/types';
@@ -100,10 +101,8 @@ export class ReplicaReader {
     if ('endpoint' in opts) {
       if (opts.key !== undefined && !isLoopback(opts.endpoint)) throw new Error('a key is accepted only for a local server on a loopback endpoint; use an Entra ID credential');
       if (opts.key === undefined && !opts.credential) throw new Error('a credential is required');
-      // A key goes through the function app's own factory (loopback only, the local server's certificate).
-      this.client = opts.key !== undefined
-        ? createCosmosClient({ cosmosEndpoint: opts.endpoint, cosmosKey: opts.key })
-        : new CosmosClient({ endpoint: opts.endpoint, aadCredentials: opts.credential! });
+      // The function app's own factory: a key for loopback only (the local server's certificate), else the credential.
+      this.client = createCosmosClient({ cosmosEndpoint: opts.endpoint, cosmosKey: opts.key }, opts.credential);
       this.container = this.client.database(opts.database ?? 'twin-replica').container(opts.container ?? 'twins');
     } else {
       this.container = opts.container;

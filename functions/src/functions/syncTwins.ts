@@ -1,8 +1,7 @@
 import { app, type InvocationContext } from '@azure/functions';
-import type { AttemptCounter } from '../adapters/attemptCounter';
-import { createAttemptCounter, createEngine, readSettings, sharedCosmosClient } from '../config';
-import { LAST_RESORT_PREFIX, SUMMARY_PREFIX, TRACE_MESSAGE_LIMIT, type SummaryLineFields } from '../logContract';
-import type { BatchResult, SyncEngine, SyncSummary } from '../sync/engine';
+import { functionAppRuntime, type SyncRuntime } from '../runtime/build';
+import { EVENT_HUBS_CONNECTION, LAST_RESORT_PREFIX, SUMMARY_PREFIX, TRACE_MESSAGE_LIMIT, type SummaryLineFields } from '../runtime/contracts';
+import type { BatchResult, SyncSummary } from '../sync/engine';
 import type { DeadLetter } from '../sync/ports';
 import type { RawEvent } from '../sync/types';
 
@@ -17,20 +16,6 @@ export const SYNC_RETRY = {
   minimumInterval: { seconds: 5 },
   maximumInterval: { minutes: 5 },
 };
-
-// One engine (one CosmosClient) and one attempt counter per process, created on first use from the app settings.
-let engine: SyncEngine | undefined;
-let attempts: AttemptCounter | undefined;
-
-/**
- * Lets local tools run the real handler on an engine of their own (in-memory store, fault injection) and,
- * optionally, an attempt counter that outlives their simulated host processes. Without one the handler
- * counts nothing durably and relies on the retry context alone.
- */
-export function useEngine(custom: SyncEngine | undefined, options: { attempts?: AttemptCounter } = {}): void {
-  engine = custom;
-  attempts = options.attempts;
-}
 
 function asRecord(value: unknown): Record<string, unknown> | undefined {
   return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
@@ -109,13 +94,20 @@ export function lastResortLines(records: readonly DeadLetter[]): string[] {
   });
 }
 
-/** Event Hubs-triggered (cardinality many): applies IoT Hub twin, lifecycle and connection-state events to the replica. */
-export async function syncTwins(messages: unknown[], context: InvocationContext): Promise<SyncSummary> {
-  if (!engine) {
-    const settings = readSettings();
-    engine = createEngine(settings, sharedCosmosClient(settings));
-    attempts = createAttemptCounter(settings);
-  }
+export type SyncTwinsHandler = (messages: unknown[], context: InvocationContext) => Promise<SyncSummary>;
+
+/**
+ * The Event Hubs-triggered handler (cardinality many): applies IoT Hub twin, lifecycle and connection-state
+ * events to the replica. `runtime` gives the engine and the attempt counter (runtime/build.ts); the
+ * registered instance uses the function app's, built on first use. The local run and the bench make their
+ * own instance on a runtime of their own (in-memory store, fault injection, a counter that outlives their
+ * simulated host processes).
+ */
+export function makeSyncTwins(runtime: () => SyncRuntime): SyncTwinsHandler {
+  return async (messages, context) => handleBatch(runtime(), messages, context);
+}
+
+async function handleBatch({ engine, attempts }: SyncRuntime, messages: unknown[], context: InvocationContext): Promise<SyncSummary> {
   const retry = context.retryContext;
   const meta = context.triggerMetadata as Record<string, unknown> | undefined;
   const batch = pairTriggerBatch(messages, meta);
@@ -168,8 +160,11 @@ export async function syncTwins(messages: unknown[], context: InvocationContext)
   return result.summary;
 }
 
+/** The registered handler, on the function app's runtime. */
+export const syncTwins: SyncTwinsHandler = makeSyncTwins(() => functionAppRuntime().sync());
+
 app.eventHub('syncTwins', {
-  connection: 'IOTHUB_EVENTS',
+  connection: EVENT_HUBS_CONNECTION,
   eventHubName: '%EVENTHUB_NAME%',
   consumerGroup: '%EVENTHUB_CONSUMER_GROUP%',
   cardinality: 'many',

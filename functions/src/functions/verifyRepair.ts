@@ -1,15 +1,12 @@
 import { app, type InvocationContext, type Timer } from '@azure/functions';
-import { BLOB_API_VERSION, BlobDeadLetterSink, fromConnectionString, sharedKeyAuthorization, type BlobAuth } from '../adapters/blobDeadLetters';
-import { azureCredential, ConfigError, createEngine, positiveSetting, readSettings, sharedCosmosClient } from '../config';
-import { CosmosReplicaIndex, isVerifyState, newVerifyState, runVerify, type ReplicaIndex, type VerifyReport, type VerifyState } from '../replicaTools/scan';
-import { hubBudgets, IOTHUB_SCOPE, QueryPager, RestTwinQuery, type TwinQuery } from '../replicaTools/twinQuery';
-import type { SyncEngine } from '../sync/engine';
-import { DEFAULT_VERIFY_MAX_MINUTES, FUNCTION_TIMEOUT_MINUTES, VERIFY_MARGIN_MINUTES } from '../replicaTools/timeouts';
+import { isVerifyState, newVerifyState, runVerify, type VerifyReport, type VerifyState } from '../replicaTools/scan';
+import { QueryPager } from '../replicaTools/twinQuery';
+import { functionAppRuntime, type VerifyRuntime } from '../runtime/build';
+import { VERIFY_SUMMARY_PREFIX } from '../runtime/contracts';
 
 /**
  * Timer-triggered `verify --repair` (schedule: app setting VERIFY_SCHEDULE, NCRONTAB, default daily).
- * Reads the hub with the documented REST calls (the azure-iothub SDK alone would push the bundle past
- * 1 MB): the twin query for ids and versions, a read by id for every difference. Budgets follow the hub's
+ * Reads the hub with the documented REST calls (adapters: see replicaTools/twinQuery.ts for why not the SDK): the twin query for ids and versions, a read by id for every difference. Budgets follow the hub's
  * tier (IOTHUB_SKU, IOTHUB_UNITS: half of the query and twin-read throttles; VERIFY_QUERIES_PER_MINUTE and
  * VERIFY_TWIN_READS_PER_SECOND override). A run stops at VERIFY_MAX_MINUTES (default 25, under the host's
  * functionTimeout of 30): the deadline aborts every request in flight, the report is written however the
@@ -18,95 +15,6 @@ import { DEFAULT_VERIFY_MAX_MINUTES, FUNCTION_TIMEOUT_MINUTES, VERIFY_MARGIN_MIN
  * The report goes to `verify/YYYY/MM/DD/<time>-<invocation>.json`; one "verifyRepair summary {...}" line
  * (with the fill progress) goes to the log.
  */
-export interface VerifyRepairDeps {
-  engine: SyncEngine;
-  twinQuery: TwinQuery;
-  replica: ReplicaIndex;
-  reports: ReportStore;
-  hub: string;
-  queriesPerMinute: number;
-  twinReadsPerSecond: number;
-  maxMinutes: number;
-  pageSize: number;
-}
-
-/** Where reports and the saved pass go: a blob container. `get` answers undefined for a missing blob. */
-export interface ReportStore {
-  put(name: string, content: string): Promise<void>;
-  get(name: string): Promise<string | undefined>;
-}
-
-/** Put Blob through the dead-letter adapter's client; Get Blob with the same authorization. */
-export class BlobReportStore implements ReportStore {
-  private readonly sink: BlobDeadLetterSink;
-  constructor(private readonly containerUrl: string, private readonly auth: BlobAuth) {
-    this.sink = new BlobDeadLetterSink(containerUrl, auth);
-  }
-  put(name: string, content: string): Promise<void> {
-    return this.sink.put(name, content);
-  }
-  async get(name: string): Promise<string | undefined> {
-    const url = new URL(`${this.containerUrl.replace(/\/$/, '')}/${name}`);
-    const headers: Record<string, string> = { 'x-ms-date': new Date().toUTCString(), 'x-ms-version': BLOB_API_VERSION };
-    headers.authorization = this.auth.kind === 'token'
-      ? `Bearer ${await this.auth.getToken()}`
-      : sharedKeyAuthorization('GET', url, headers, 0, this.auth.accountName, this.auth.accountKey);
-    const res = await fetch(url, { headers, signal: AbortSignal.timeout(30_000) });
-    if (res.status === 404) return undefined;
-    if (res.status !== 200) throw new Error(`Get Blob ${name} answered ${res.status}: ${(await res.text().catch(() => '')).slice(0, 300)}`);
-    return res.text();
-  }
-}
-
-let deps: VerifyRepairDeps | undefined;
-
-/** Lets tests and local tools run the real handler on dependencies of their own. */
-export function useVerifyRepairDeps(custom: VerifyRepairDeps | undefined): void {
-  deps = custom;
-}
-
-export function verifyRepairDeps(env: Record<string, string | undefined> = process.env): VerifyRepairDeps {
-  const settings = readSettings(env);
-  const hub = env.IOTHUB_HOSTNAME;
-  if (!hub) throw new ConfigError('missing app setting: IOTHUB_HOSTNAME');
-  const maxMinutes = positiveSetting(env, 'VERIFY_MAX_MINUTES', { fractional: true }) ?? DEFAULT_VERIFY_MAX_MINUTES;
-  if (maxMinutes > FUNCTION_TIMEOUT_MINUTES - VERIFY_MARGIN_MINUTES) {
-    throw new ConfigError(`VERIFY_MAX_MINUTES must leave ${VERIFY_MARGIN_MINUTES} minutes before the host's ${FUNCTION_TIMEOUT_MINUTES}-minute functionTimeout, got ${maxMinutes}`);
-  }
-  const budget = hubBudgets(env.IOTHUB_SKU || 'S1', positiveSetting(env, 'IOTHUB_UNITS') ?? 1, 0.5);
-  const reportsContainer = env.REPORTS_CONTAINER || 'reports';
-  const credential = azureCredential(settings.clientId);
-  const cached = new Map<string, { token: string; expiresOnTimestamp: number }>();
-  const tokenFor = async (scope: string) => {
-    const t = cached.get(scope);
-    if (t && t.expiresOnTimestamp - Date.now() > 5 * 60_000) return t.token;
-    const fresh = await credential.getToken(scope);
-    if (!fresh) throw new Error(`no token for ${scope}`);
-    cached.set(scope, fresh);
-    return fresh.token;
-  };
-  let reports: BlobReportStore;
-  if (settings.deadLetterEndpoint) {
-    reports = new BlobReportStore(`${settings.deadLetterEndpoint.replace(/\/$/, '')}/${reportsContainer}`, { kind: 'token', getToken: () => tokenFor('https://storage.azure.com/.default') });
-  } else {
-    // readSettings has already refused a connection string that is not Azurite on loopback.
-    const { containerUrl, auth } = fromConnectionString(settings.deadLetterConnectionString!, reportsContainer);
-    reports = new BlobReportStore(containerUrl, auth);
-  }
-  const client = sharedCosmosClient(settings);
-  const container = client.database(settings.cosmosDatabase).container(settings.cosmosContainer);
-  return {
-    engine: createEngine(settings, client),
-    twinQuery: new RestTwinQuery({ hostName: hub, getToken: () => tokenFor(IOTHUB_SCOPE) }),
-    replica: new CosmosReplicaIndex(container),
-    reports,
-    hub,
-    queriesPerMinute: positiveSetting(env, 'VERIFY_QUERIES_PER_MINUTE', { fractional: true }) ?? budget.queriesPerMinute,
-    twinReadsPerSecond: positiveSetting(env, 'VERIFY_TWIN_READS_PER_SECOND', { fractional: true }) ?? budget.twinReadsPerSecond,
-    maxMinutes,
-    pageSize: positiveSetting(env, 'VERIFY_PAGE_SIZE') ?? 100,
-  };
-}
 
 /** Blob name of the pass a run leaves for the next one. */
 export function stateBlobName(hub: string): string {
@@ -118,9 +26,14 @@ export function reportBlobName(startedAt: string, invocationId: string): string 
   return `verify/${day}/${startedAt.slice(11, 19).replace(/:/g, '')}-${invocationId.replace(/[^A-Za-z0-9-]/g, '_')}.json`;
 }
 
-export async function verifyRepair(timer: Timer, context: InvocationContext): Promise<VerifyReport> {
-  deps ??= verifyRepairDeps();
-  const d = deps;
+export type VerifyRepairHandler = (timer: Timer, context: InvocationContext) => Promise<VerifyReport>;
+
+/** The timer handler on a runtime (runtime/build.ts); the registered instance uses the function app's. */
+export function makeVerifyRepair(runtime: () => VerifyRuntime): VerifyRepairHandler {
+  return async (timer, context) => runVerifyRepair(runtime(), timer, context);
+}
+
+async function runVerifyRepair(d: VerifyRuntime, timer: Timer, context: InvocationContext): Promise<VerifyReport> {
   if (timer?.isPastDue) context.warn('verifyRepair is running late (past due)');
   const deadline = Date.now() + d.maxMinutes * 60_000;
   // The deadline reaches every request and wait: an abort, not only a check between pages.
@@ -169,13 +82,16 @@ export async function verifyRepair(timer: Timer, context: InvocationContext): Pr
     changedDuringScan: report.changedDuringScan, repaired: report.repaired, remaining: report.remaining,
     queries: report.query.requests, twinReads: report.query.twinReads, throttled: report.query.throttled, durationMs: report.durationMs,
   };
-  context.info(`verifyRepair summary ${JSON.stringify(summary)}`);
+  context.info(`${VERIFY_SUMMARY_PREFIX}${JSON.stringify(summary)}`);
   if (report.error) throw new Error(`verifyRepair failed (report ${name}): ${report.error}`);
   if (!report.pass.complete) {
     context.warn(`verifyRepair stopped (${report.stoppedBy ?? 'incomplete'}) after ${report.pass.twinsSeen} twins of pass ${report.pass.number}: the next run continues it; replica documents the pass has not listed are judged at its end`);
   }
   return report;
 }
+
+/** The registered handler, on the function app's runtime. */
+export const verifyRepair: VerifyRepairHandler = makeVerifyRepair(() => functionAppRuntime().verify());
 
 app.timer('verifyRepair', {
   schedule: '%VERIFY_SCHEDULE%',

@@ -1,5 +1,5 @@
 import https from 'node:https';
-import { assertTokenAudience, isLoopback } from '../config';
+import { parseHubHost } from '../runtime/settings';
 import type { DocKey, JsonObject } from '../sync/types';
 
 /**
@@ -33,7 +33,6 @@ export function twinPath(key: DocKey): string {
 }
 
 export const IOTHUB_API_VERSION = '2021-04-12';
-export const IOTHUB_SCOPE = 'https://iothubs.azure.net/.default';
 
 /** A failed page request: `status` 429 is throttling; `retryAfterMs` from a Retry-After header when sent. */
 export class TwinQueryError extends Error {
@@ -223,22 +222,6 @@ export function parseRetryAfter(value: unknown, now = Date.now()): number | unde
   if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
   const at = Date.parse(value);
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
-}
-
-/**
- * Splits a hub host name that may carry a port. A port (or an IP address) is accepted only for a loopback
- * stand-in: the real hub is always `<name>.azure-devices.net` on 443, and only such a host (or loopback)
- * is ever sent the IoT Hub bearer token (assertTokenAudience).
- */
-export function parseHubHost(hostName: string): { host: string; port?: number; loopback: boolean } {
-  const m = /^([^:/]+)(?::(\d{1,5}))?$/.exec(hostName.trim());
-  if (!m) throw new Error(`not a hub host name: ${JSON.stringify(hostName)} (expected <hub>.azure-devices.net)`);
-  const host = m[1];
-  const loopback = isLoopback(`https://${host}`);
-  const port = m[2] === undefined ? undefined : Number(m[2]);
-  if (port !== undefined && !loopback) throw new Error(`a port in the hub host name is accepted only for a loopback stand-in: ${hostName}`);
-  assertTokenAudience('iotHub', `https://${host}`, 'the hub host name');
-  return { host, port, loopback };
 }
 
 export interface RestTwinQueryOptions {

@@ -1,0 +1,183 @@
+import https from 'node:https';
+import { CosmosClient } from '@azure/cosmos';
+import type { TokenCredential } from '@azure/identity';
+import { BlobAttemptCounter, type AttemptCounter } from '../adapters/attemptCounter';
+import { BlobContainerRest, BlobDeadLetterSink, BlobReportStore, fromConnectionString, type BlobAuth, type ReportStore } from '../adapters/blobDeadLetters';
+import { CosmosTwinStore } from '../adapters/cosmosStore';
+import { IOTHUB_SCOPE, processCredential, STORAGE_SCOPE, TokenCache } from '../adapters/credentials';
+import { CosmosReplicaIndex, type ReplicaIndex } from '../replicaTools/scan';
+import { hubBudgets, RestTwinQuery, type TwinQuery } from '../replicaTools/twinQuery';
+import { SyncEngine } from '../sync/engine';
+import type { DeadLetterSink, TwinStore } from '../sync/ports';
+import { ConfigError, isLoopback, processEnv, readSettings, readVerifySettings, type Env, type ReplicaSettings, type SyncSettings, type VerifySettings } from './settings';
+
+/**
+ * The composition root: settings in, the runtime out (credential, Cosmos client, store, dead-letter sink,
+ * attempt counter, twin-query client, report store, engine). Nothing else constructs these. The function
+ * app builds its runtime once per process ({@link FunctionAppRuntime}); the CLI, the local run, the bench
+ * and the tests call the same builders with options for what they replace or wrap.
+ */
+export interface BuildOptions {
+  /** The Entra ID credential; default: the process's DefaultAzureCredential (AZURE_CLIENT_ID). */
+  credential?: TokenCredential;
+  /** A Cosmos client to share (the function app's one per process); default: a new one from the settings. */
+  cosmosClient?: CosmosClient;
+  /** A store instead of Cosmos DB (the bench's in-memory store). */
+  store?: TwinStore;
+  /** Wraps the store (the local run's dead-host faults). */
+  wrapStore?: (store: TwinStore) => TwinStore;
+  /** A dead-letter sink instead of Blob Storage. */
+  deadLetters?: DeadLetterSink;
+  /** Wraps the dead-letter sink. */
+  wrapDeadLetters?: (sink: DeadLetterSink) => DeadLetterSink;
+  /** The durable count of batch starts; `null` for none; default: from the settings (see createAttemptCounter). */
+  attempts?: AttemptCounter | null;
+  /** verifyRepair: the hub client instead of the REST client. */
+  twinQuery?: TwinQuery;
+  /** verifyRepair: where reports and the saved pass go instead of the reports container. */
+  reports?: ReportStore;
+}
+
+/** What syncTwins runs on. */
+export interface SyncRuntime {
+  engine: SyncEngine;
+  /** Without one, the handler counts nothing durably and relies on the retry context alone. */
+  attempts?: AttemptCounter;
+}
+
+/** What verifyRepair runs on. */
+export interface VerifyRuntime {
+  engine: SyncEngine;
+  twinQuery: TwinQuery;
+  replica: ReplicaIndex;
+  reports: ReportStore;
+  hub: string;
+  queriesPerMinute: number;
+  twinReadsPerSecond: number;
+  maxMinutes: number;
+  pageSize: number;
+}
+
+export function createCosmosClient(settings: Pick<ReplicaSettings, 'cosmosEndpoint' | 'cosmosKey' | 'clientId'>, credential?: TokenCredential): CosmosClient {
+  if (settings.cosmosKey) {
+    if (!isLoopback(settings.cosmosEndpoint)) throw new ConfigError('a Cosmos key is accepted only for a loopback endpoint');
+    return new CosmosClient({
+      endpoint: settings.cosmosEndpoint,
+      key: settings.cosmosKey,
+      // The local server's certificate is self-signed: accepted for a loopback endpoint with a key, never otherwise.
+      agent: new https.Agent({ rejectUnauthorized: false, keepAlive: true }),
+      connectionPolicy: { enableEndpointDiscovery: false },
+    });
+  }
+  return new CosmosClient({ endpoint: settings.cosmosEndpoint, aadCredentials: credential ?? processCredential(settings.clientId) });
+}
+
+/** One Blob container of the settings' storage: the account endpoint with a token, or Azurite's connection string. */
+function blobContainer(endpoint: string | undefined, connectionString: string | undefined, container: string, tokens: () => TokenCache): { containerUrl: string; auth: BlobAuth } {
+  if (endpoint) return { containerUrl: `${endpoint.replace(/\/$/, '')}/${container}`, auth: { kind: 'token', getToken: tokens().getter(STORAGE_SCOPE) } };
+  // readSettings has already refused a connection string that is not Azurite on loopback.
+  if (connectionString) return fromConnectionString(connectionString, container);
+  throw new ConfigError(`no Blob Storage configured for the ${container} container`);
+}
+
+/** The durable count of batch starts (see adapters/attemptCounter.ts); undefined when no store is configured. */
+export function createAttemptCounter(settings: SyncSettings, tokens: () => TokenCache = lazyTokens(settings)): AttemptCounter | undefined {
+  if (!settings.attemptsEndpoint && !settings.deadLetterConnectionString) return undefined;
+  const endpoint = settings.attemptsEndpoint;
+  const { containerUrl, auth } = blobContainer(endpoint, endpoint ? undefined : settings.deadLetterConnectionString, settings.attemptsContainer, tokens);
+  return new BlobAttemptCounter(new BlobContainerRest(containerUrl, auth));
+}
+
+function lazyTokens(settings: Pick<ReplicaSettings, 'clientId'>, credential?: TokenCredential): () => TokenCache {
+  let cache: TokenCache | undefined;
+  return () => (cache ??= new TokenCache(credential ?? processCredential(settings.clientId)));
+}
+
+function buildEngine(settings: SyncSettings, options: BuildOptions, tokens: () => TokenCache): SyncEngine {
+  let store = options.store;
+  if (!store) {
+    const client = options.cosmosClient ?? createCosmosClient(settings, options.credential);
+    store = new CosmosTwinStore(client.database(settings.cosmosDatabase).container(settings.cosmosContainer));
+  }
+  let deadLetters = options.deadLetters;
+  if (!deadLetters) {
+    const { containerUrl, auth } = blobContainer(settings.deadLetterEndpoint, settings.deadLetterConnectionString, settings.deadLetterContainer, tokens);
+    deadLetters = new BlobDeadLetterSink(containerUrl, auth);
+  }
+  return new SyncEngine({
+    store: options.wrapStore ? options.wrapStore(store) : store,
+    deadLetters: options.wrapDeadLetters ? options.wrapDeadLetters(deadLetters) : deadLetters,
+    tombstoneTtlSeconds: settings.tombstoneTtlSeconds,
+    concurrency: settings.concurrency,
+  });
+}
+
+/** syncTwins' runtime (and the engine every tool writes through). */
+export function buildSyncRuntime(settings: SyncSettings, options: BuildOptions = {}): SyncRuntime {
+  const tokens = lazyTokens(settings, options.credential);
+  const attempts = options.attempts === null ? undefined : options.attempts ?? createAttemptCounter(settings, tokens);
+  return { engine: buildEngine(settings, options, tokens), attempts };
+}
+
+/** verifyRepair's runtime: budgets follow the hub's tier (half of its throttles) unless overridden. */
+export function buildVerifyRuntime(settings: VerifySettings, options: BuildOptions = {}): VerifyRuntime {
+  const tokens = lazyTokens(settings, options.credential);
+  const client = options.cosmosClient ?? createCosmosClient(settings, options.credential);
+  const budget = hubBudgets(settings.hubSku, settings.hubUnits, 0.5);
+  let reports = options.reports;
+  if (!reports) {
+    const { containerUrl, auth } = blobContainer(settings.deadLetterEndpoint, settings.deadLetterConnectionString, settings.reportsContainer, tokens);
+    reports = new BlobReportStore(containerUrl, auth);
+  }
+  return {
+    engine: buildEngine(settings, { ...options, cosmosClient: client }, tokens),
+    twinQuery: options.twinQuery ?? new RestTwinQuery({ hostName: settings.hub, getToken: tokens().getter(IOTHUB_SCOPE) }),
+    replica: new CosmosReplicaIndex(client.database(settings.cosmosDatabase).container(settings.cosmosContainer)),
+    reports,
+    hub: settings.hub,
+    queriesPerMinute: settings.queriesPerMinute ?? budget.queriesPerMinute,
+    twinReadsPerSecond: settings.twinReadsPerSecond ?? budget.twinReadsPerSecond,
+    maxMinutes: settings.maxMinutes,
+    pageSize: settings.pageSize,
+  };
+}
+
+/**
+ * The function app's runtime: built on first use from the app settings, one per process, shared by every
+ * function in it (syncTwins, verifyRepair): one CosmosClient (one connection pool, one cache of partition
+ * key ranges, one token), one credential. Each function's part is built when that function first runs, so
+ * syncTwins does not need the hub's settings.
+ */
+export class FunctionAppRuntime {
+  private cosmos?: CosmosClient;
+  private syncRuntime?: SyncRuntime;
+  private verifyRuntime?: VerifyRuntime;
+
+  constructor(private readonly env: Env) {}
+
+  private client(settings: SyncSettings): CosmosClient {
+    return (this.cosmos ??= createCosmosClient(settings));
+  }
+
+  sync(): SyncRuntime {
+    if (!this.syncRuntime) {
+      const settings = readSettings(this.env);
+      this.syncRuntime = buildSyncRuntime(settings, { cosmosClient: this.client(settings) });
+    }
+    return this.syncRuntime;
+  }
+
+  verify(): VerifyRuntime {
+    if (!this.verifyRuntime) {
+      const settings = readVerifySettings(this.env);
+      this.verifyRuntime = buildVerifyRuntime(settings, { cosmosClient: this.client(settings) });
+    }
+    return this.verifyRuntime;
+  }
+}
+
+let processRuntime: FunctionAppRuntime | undefined;
+/** The registered functions' runtime, from the process's app settings. */
+export function functionAppRuntime(): FunctionAppRuntime {
+  return (processRuntime ??= new FunctionAppRuntime(processEnv()));
+}

@@ -1,0 +1,281 @@
+import type { AppSettingName } from './contracts';
+import { DEFAULT_VERIFY_MAX_MINUTES, FUNCTION_TIMEOUT_MINUTES, VERIFY_MARGIN_MINUTES } from './contracts';
+
+/**
+ * Every setting of the function app and of the CLI is read here and nowhere else: the one place that
+ * touches `process.env` is {@link processEnv}. Parsing is pure (an env object in, typed settings out) and
+ * validates everything before reporting: a ConfigError lists every problem at once, as infra/config.ts does
+ * for the stacks.
+ *
+ * App settings:
+ * - COSMOS_ENDPOINT, COSMOS_DATABASE, COSMOS_CONTAINER: the replica container (created by the infra, never here).
+ * - AZURE_CLIENT_ID: client id of the user-assigned managed identity (managed identity is the default auth).
+ * - COSMOS_KEY: only for a local Cosmos-compatible server on a loopback address; refused for any other endpoint.
+ * - DEADLETTER_BLOB_ENDPOINT + DEADLETTER_CONTAINER: dead letters in Blob Storage, with the managed identity
+ *   (an `https://<account>.blob.core.windows.net` endpoint, or loopback: see AZURE_HOST_SUFFIXES).
+ * - DEADLETTER_CONNECTION_STRING: instead of the endpoint, for Azurite on loopback only.
+ * - TOMBSTONE_TTL_SECONDS: per-item TTL of tombstones (Event Hub retention + 1 day); unset keeps them.
+ * - SYNC_CONCURRENCY: point reads at once per invocation (default 16); a batch's writes go in one bulk call.
+ * - SYNC_ATTEMPTS_BLOB_ENDPOINT + SYNC_ATTEMPTS_CONTAINER (default sync-attempts): where syncTwins counts the
+ *   starts of each batch durably (the Functions host's storage account, with the managed identity); without
+ *   the endpoint, Azurite's DEADLETTER_CONNECTION_STRING on loopback; with neither, no durable count.
+ * - verifyRepair and the CLI's hub commands: IOTHUB_HOSTNAME, IOTHUB_SKU + IOTHUB_UNITS (throttle budgets),
+ *   REPORTS_CONTAINER (default reports), VERIFY_MAX_MINUTES (default 25), VERIFY_QUERIES_PER_MINUTE,
+ *   VERIFY_TWIN_READS_PER_SECOND (override the tier's budgets), VERIFY_PAGE_SIZE (default 100).
+ */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** The process's environment: the one read of `process.env` in the function app and the CLI. */
+export function processEnv(): Env {
+  return process.env;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(readonly problems: readonly string[] | string) {
+    super(typeof problems === 'string' ? problems : problems.join('; '));
+  }
+}
+
+export function isLoopback(url: string): boolean {
+  let host: string;
+  try {
+    host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return false;
+  }
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/**
+ * Token audience: a Storage token (`https://storage.azure.com/.default`) is good on every storage account and
+ * an IoT Hub token (`https://iothubs.azure.net/.default`) on every hub, so a mistyped or planted endpoint
+ * would receive a token it could replay against ours. Bearer tokens go only to hosts under these suffixes
+ * (Azure public cloud: the token scopes above are the public cloud's too), or to a loopback stand-in.
+ */
+export const AZURE_HOST_SUFFIXES = {
+  iotHub: '.azure-devices.net',
+  blob: '.blob.core.windows.net',
+} as const;
+
+/** Refuses to send a bearer token to `host` unless it is loopback or an Azure host of the given kind. */
+export function assertTokenAudience(kind: keyof typeof AZURE_HOST_SUFFIXES, url: string, setting: string): void {
+  if (isLoopback(url)) return;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError(`${setting} is not a URL: ${JSON.stringify(url)}`);
+  }
+  const suffix = AZURE_HOST_SUFFIXES[kind];
+  const host = parsed.hostname.toLowerCase();
+  if (parsed.protocol !== 'https:' || !host.endsWith(suffix) || host.length === suffix.length || parsed.username || parsed.password) {
+    throw new ConfigError(`${setting} must be https://<name>${suffix} (or a loopback stand-in): a bearer token is sent there, got ${JSON.stringify(url)}`);
+  }
+}
+
+/**
+ * Splits a hub host name that may carry a port. A port (or an IP address) is accepted only for a loopback
+ * stand-in: the real hub is always `<name>.azure-devices.net` on 443, and only such a host (or loopback)
+ * is ever sent the IoT Hub bearer token (assertTokenAudience).
+ */
+export function parseHubHost(hostName: string): { host: string; port?: number; loopback: boolean } {
+  const m = /^([^:/]+)(?::(\d{1,5}))?$/.exec(hostName.trim());
+  if (!m) throw new ConfigError(`not a hub host name: ${JSON.stringify(hostName)} (expected <hub>.azure-devices.net)`);
+  const host = m[1];
+  const loopback = isLoopback(`https://${host}`);
+  const port = m[2] === undefined ? undefined : Number(m[2]);
+  if (port !== undefined && !loopback) throw new ConfigError(`a port in the hub host name is accepted only for a loopback stand-in: ${hostName}`);
+  assertTokenAudience('iotHub', `https://${host}`, 'the hub host name');
+  return { host, port, loopback };
+}
+
+/** A storage connection string (Azurite's form): account, key and the Blob endpoint. */
+export function parseStorageConnectionString(connectionString: string): { accountName: string; accountKey: string; blobEndpoint: string } {
+  const parts = Object.fromEntries(connectionString.split(';').filter(Boolean).map((p) => {
+    const i = p.indexOf('=');
+    return [p.slice(0, i), p.slice(i + 1)];
+  })) as Record<string, string | undefined>;
+  const accountName = parts.AccountName;
+  const accountKey = parts.AccountKey;
+  if (!accountName || !accountKey) throw new ConfigError('the storage connection string needs AccountName and AccountKey');
+  const blobEndpoint = parts.BlobEndpoint ?? `${parts.DefaultEndpointsProtocol ?? 'https'}://${accountName}.blob.${parts.EndpointSuffix ?? 'core.windows.net'}`;
+  return { accountName, accountKey, blobEndpoint: blobEndpoint.replace(/\/$/, '') };
+}
+
+/**
+ * A positive number from its text; whole numbers only unless `fractional`. The one number parser of the
+ * app settings and the CLI's options: it answers the problem in words instead of throwing, so each caller
+ * reports it its own way (a list of setting problems, commander's InvalidArgumentError).
+ */
+export function parsePositive(raw: string, opts: { fractional?: boolean; zero?: boolean } = {}): { value: number } | { problem: string } {
+  const n = raw.trim() === '' ? NaN : Number(raw);
+  const whole = opts.fractional ? Number.isFinite(n) : Number.isSafeInteger(n);
+  if (whole && (n > 0 || (opts.zero && n === 0))) return { value: n };
+  return { problem: `must be a ${opts.zero ? 'non-negative' : 'positive'} ${opts.fractional ? 'number' : 'integer'}, got ${JSON.stringify(raw)}` };
+}
+
+/** Reads settings by name and collects every problem; `done` throws them together. */
+class SettingsReader {
+  private readonly missing: string[] = [];
+  private readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  text(name: AppSettingName): string | undefined {
+    const v = this.env[name];
+    return v === undefined || v === '' ? undefined : v;
+  }
+  required(name: AppSettingName): string {
+    const v = this.text(name);
+    if (v === undefined) this.missing.push(name);
+    return v ?? '';
+  }
+  markMissing(name: AppSettingName): void {
+    this.missing.push(name);
+  }
+  positive(name: AppSettingName, opts: { fractional?: boolean } = {}): number | undefined {
+    const raw = this.text(name);
+    if (raw === undefined) return undefined;
+    const r = parsePositive(raw, opts);
+    if ('problem' in r) {
+      this.problems.push(`${name} ${r.problem}`);
+      return undefined;
+    }
+    return r.value;
+  }
+  /** Runs a check that throws ConfigError and records its message instead. */
+  check(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      this.problems.push(err.message);
+    }
+  }
+  problem(message: string): void {
+    this.problems.push(message);
+  }
+  done(): void {
+    const all = [...(this.missing.length ? [`missing app settings: ${this.missing.join(', ')}`] : []), ...this.problems];
+    if (all.length) throw new ConfigError(all);
+  }
+}
+
+/** The replica container alone (the CLI's show / query need nothing else). */
+export interface ReplicaSettings {
+  cosmosEndpoint: string;
+  cosmosDatabase: string;
+  cosmosContainer: string;
+  cosmosKey?: string;
+  clientId?: string;
+}
+
+/** What syncTwins (and every tool that writes through the engine) needs. */
+export interface SyncSettings extends ReplicaSettings {
+  deadLetterEndpoint?: string;
+  deadLetterConnectionString?: string;
+  deadLetterContainer: string;
+  tombstoneTtlSeconds?: number;
+  concurrency?: number;
+  attemptsEndpoint?: string;
+  attemptsContainer: string;
+}
+
+/** What verifyRepair needs on top of the sync settings. */
+export interface VerifySettings extends SyncSettings {
+  hub: string;
+  hubSku: string;
+  hubUnits: number;
+  reportsContainer: string;
+  maxMinutes: number;
+  /** Overrides of the tier's budgets (runtime/build.ts derives the defaults from IOTHUB_SKU and IOTHUB_UNITS). */
+  queriesPerMinute?: number;
+  twinReadsPerSecond?: number;
+  pageSize: number;
+}
+
+function replica(r: SettingsReader): ReplicaSettings {
+  const settings: ReplicaSettings = {
+    cosmosEndpoint: r.required('COSMOS_ENDPOINT'),
+    cosmosDatabase: r.required('COSMOS_DATABASE'),
+    cosmosContainer: r.required('COSMOS_CONTAINER'),
+    cosmosKey: r.text('COSMOS_KEY'),
+    clientId: r.text('AZURE_CLIENT_ID'),
+  };
+  if (settings.cosmosKey && settings.cosmosEndpoint && !isLoopback(settings.cosmosEndpoint)) {
+    r.problem('COSMOS_KEY is accepted only for a local server on a loopback endpoint; use the managed identity for Azure');
+  }
+  return settings;
+}
+
+function sync(r: SettingsReader): SyncSettings {
+  const base = replica(r);
+  const settings: SyncSettings = {
+    ...base,
+    deadLetterEndpoint: r.text('DEADLETTER_BLOB_ENDPOINT'),
+    deadLetterConnectionString: r.text('DEADLETTER_CONNECTION_STRING'),
+    deadLetterContainer: r.text('DEADLETTER_CONTAINER') ?? 'deadletters',
+    tombstoneTtlSeconds: r.positive('TOMBSTONE_TTL_SECONDS'),
+    concurrency: r.positive('SYNC_CONCURRENCY'),
+    attemptsEndpoint: r.text('SYNC_ATTEMPTS_BLOB_ENDPOINT'),
+    attemptsContainer: r.text('SYNC_ATTEMPTS_CONTAINER') ?? 'sync-attempts',
+  };
+  if (!settings.deadLetterEndpoint && !settings.deadLetterConnectionString) r.markMissing('DEADLETTER_BLOB_ENDPOINT');
+  if (settings.deadLetterEndpoint) r.check(() => assertTokenAudience('blob', settings.deadLetterEndpoint!, 'DEADLETTER_BLOB_ENDPOINT'));
+  if (settings.attemptsEndpoint) r.check(() => assertTokenAudience('blob', settings.attemptsEndpoint!, 'SYNC_ATTEMPTS_BLOB_ENDPOINT'));
+  if (!settings.deadLetterEndpoint && settings.deadLetterConnectionString) {
+    r.check(() => {
+      if (!isLoopback(parseStorageConnectionString(settings.deadLetterConnectionString!).blobEndpoint)) {
+        throw new ConfigError('DEADLETTER_CONNECTION_STRING is accepted only for Azurite on loopback; use DEADLETTER_BLOB_ENDPOINT');
+      }
+    });
+  }
+  return settings;
+}
+
+export function readReplicaSettings(env: Env): ReplicaSettings {
+  const r = new SettingsReader(env);
+  const settings = replica(r);
+  r.done();
+  return settings;
+}
+
+export function readSettings(env: Env): SyncSettings {
+  const r = new SettingsReader(env);
+  const settings = sync(r);
+  r.done();
+  return settings;
+}
+
+export function readVerifySettings(env: Env): VerifySettings {
+  const r = new SettingsReader(env);
+  const base = sync(r);
+  const hub = r.required('IOTHUB_HOSTNAME');
+  if (hub) r.check(() => parseHubHost(hub));
+  const maxMinutes = r.positive('VERIFY_MAX_MINUTES', { fractional: true }) ?? DEFAULT_VERIFY_MAX_MINUTES;
+  if (maxMinutes > FUNCTION_TIMEOUT_MINUTES - VERIFY_MARGIN_MINUTES) {
+    r.problem(`VERIFY_MAX_MINUTES must leave ${VERIFY_MARGIN_MINUTES} minutes before the host's ${FUNCTION_TIMEOUT_MINUTES}-minute functionTimeout, got ${maxMinutes}`);
+  }
+  const settings: VerifySettings = {
+    ...base,
+    hub,
+    hubSku: r.text('IOTHUB_SKU') ?? 'S1',
+    hubUnits: r.positive('IOTHUB_UNITS') ?? 1,
+    reportsContainer: r.text('REPORTS_CONTAINER') ?? 'reports',
+    maxMinutes,
+    queriesPerMinute: r.positive('VERIFY_QUERIES_PER_MINUTE', { fractional: true }),
+    twinReadsPerSecond: r.positive('VERIFY_TWIN_READS_PER_SECOND', { fractional: true }),
+    pageSize: r.positive('VERIFY_PAGE_SIZE') ?? 100,
+  };
+  r.done();
+  return settings;
+}
+
+/** The CLI's hub: `--hub` or IOTHUB_HOSTNAME, checked before any token is fetched. */
+export function hubHostName(flag: string | undefined, env: Env): string {
+  const host = flag ?? env.IOTHUB_HOSTNAME;
+  if (!host) throw new ConfigError('the hub is unknown: pass --hub <name>.azure-devices.net or set IOTHUB_HOSTNAME');
+  // The hub token is only ever sent to <name>.azure-devices.net or loopback.
+  parseHubHost(host);
+  return host;
+}
