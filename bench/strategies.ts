@@ -271,7 +271,7 @@ export class PerEventStrategy {
         continue;
       }
       if (c.type === 'poison') {
-        await this.deadLetter({ reason: c.reason, detail: c.detail, deadLetteredAt: new Date().toISOString(), invocationId: context.invocationId, sequenceNumber: i, event: raw });
+        await this.deadLetter({ kind: 'trigger-event', reason: c.reason, detail: c.detail, deadLetteredAt: new Date().toISOString(), invocationId: context.invocationId, sequenceNumber: i, event: raw });
         continue;
       }
       const key = c.event.key;

@@ -3,8 +3,8 @@ import { processCredential } from '../functions/src/adapters/credentials';
 import type { SyncSettings } from '../functions/src/runtime/settings';
 import { deadLetterBlobName } from '../functions/src/adapters/blobDeadLetters';
 import type { BatchResult, EventOutcome, SyncEngine } from '../functions/src/sync/engine';
-import type { DeadLetter } from '../functions/src/sync/ports';
-import { DEAD_LETTER_REASONS, type DeadLetterReason, type RawEvent, type TwinEvent } from '../functions/src/sync/types';
+import type { DeadLetter, StoredDeadLetter } from '../functions/src/sync/ports';
+import { DEAD_LETTER_REASONS, type DeadLetterReason, type TwinEvent } from '../functions/src/sync/types';
 
 /** Landed dead letters are moved here (not deleted): an audit trail of what was redriven, outside the listing. */
 export const REDRIVEN_PREFIX = 'redriven/';
@@ -12,9 +12,9 @@ export const REDRIVEN_PREFIX = 'redriven/';
 export interface DeadLetterStore {
   /** Names of the dead letters waiting (never those under redriven/). */
   list(prefix?: string): AsyncIterable<string>;
-  read(name: string): Promise<DeadLetter>;
-  /** Keeps a landed dead letter under redriven/, then removes the original. */
-  archive(name: string, record: DeadLetter, outcome: string): Promise<void>;
+  read(name: string): Promise<StoredDeadLetter>;
+  /** Keeps a landed dead letter under redriven/ (as it was stored), then removes the original. */
+  archive(name: string, record: StoredDeadLetter, outcome: string): Promise<void>;
   remove(name: string): Promise<void>;
 }
 
@@ -27,12 +27,12 @@ export class BlobDeadLetterStore implements DeadLetterStore {
     }
   }
 
-  async read(name: string): Promise<DeadLetter> {
+  async read(name: string): Promise<StoredDeadLetter> {
     const buffer = await this.container.getBlockBlobClient(name).downloadToBuffer();
-    return JSON.parse(buffer.toString('utf8')) as DeadLetter;
+    return JSON.parse(buffer.toString('utf8')) as StoredDeadLetter;
   }
 
-  async archive(name: string, record: DeadLetter, outcome: string): Promise<void> {
+  async archive(name: string, record: StoredDeadLetter, outcome: string): Promise<void> {
     const content = JSON.stringify(record);
     await this.container.getBlockBlobClient(REDRIVEN_PREFIX + name).upload(content, Buffer.byteLength(content), {
       blobHTTPHeaders: { blobContentType: 'application/json' },
@@ -76,7 +76,7 @@ function nameMatches(name: string, filter: RedriveFilter): boolean {
   return true;
 }
 
-function recordMatches(record: DeadLetter, filter: RedriveFilter): boolean {
+function recordMatches(record: StoredDeadLetter, filter: RedriveFilter): boolean {
   if (filter.reasons?.length && !filter.reasons.includes(record.reason)) return false;
   const when = Date.parse(record.enqueuedTimeUtc ?? record.deadLetteredAt);
   if (filter.since && !(when >= filter.since.getTime())) return false;
@@ -84,10 +84,22 @@ function recordMatches(record: DeadLetter, filter: RedriveFilter): boolean {
   return true;
 }
 
-/** Dead letters written by the tools themselves (backfill/verify): their body is the parsed change. */
-function isToolRecord(record: DeadLetter): boolean {
-  const body = record.event?.body as { kind?: unknown; key?: { deviceId?: unknown } } | undefined;
-  return (record.source ?? '').startsWith('replica-tools') && typeof body === 'object' && body !== null && typeof body.kind === 'string' && typeof body.key?.deviceId === 'string';
+/**
+ * A stored dead letter with its kind. Letters carry `kind` since it was introduced; an older one has none,
+ * and a tool's change (backfill / verify) was then stored as the body of `event`, recognisable only by
+ * its shape and its `replica-tools` source. That guess is kept for those old letters alone.
+ */
+export function readDeadLetter(stored: StoredDeadLetter): DeadLetter {
+  if (stored.kind !== undefined) return stored;
+  const { event, ...fields } = stored;
+  const body = event?.body as { kind?: unknown; key?: { deviceId?: unknown } } | undefined;
+  const change = (fields.source ?? '').startsWith('replica-tools') && typeof body === 'object' && body !== null && typeof body.kind === 'string' && typeof body.key?.deviceId === 'string';
+  return change ? { ...fields, kind: 'twin-event', change: body as TwinEvent } : { ...fields, kind: 'trigger-event', event };
+}
+
+/** What a dead letter holds, for matching a letter that failed again with the one it came from. */
+function contentOf(record: DeadLetter): string {
+  return JSON.stringify(record.kind === 'twin-event' ? record.change : record.event.body);
 }
 
 export interface RedriveReport {
@@ -114,6 +126,8 @@ export interface RedriveOptions {
 
 interface Entry {
   name: string;
+  /** As stored (archived unchanged). */
+  stored: StoredDeadLetter;
   record: DeadLetter;
 }
 
@@ -139,14 +153,14 @@ export async function redrive(opts: RedriveOptions): Promise<RedriveReport> {
   for (let i = 0; i < names.length; i += batchSize) {
     const entries: Entry[] = [];
     for (const name of names.slice(i, i + batchSize)) {
-      const record = await opts.store.read(name);
-      if (recordMatches(record, filter)) entries.push({ name, record });
+      const stored = await opts.store.read(name);
+      if (recordMatches(stored, filter)) entries.push({ name, stored, record: readDeadLetter(stored) });
     }
     report.selected += entries.length;
     if (!opts.dryRun) {
       const groups = new Map<string, Entry[]>();
       for (const e of entries) {
-        const key = isToolRecord(e.record) ? `tools\u0000${e.record.source}` : `raw\u0000${e.record.partitionId ?? ''}`;
+        const key = e.record.kind === 'twin-event' ? `tools\u0000${e.record.source}` : `raw\u0000${e.record.partitionId ?? ''}`;
         groups.set(key, [...(groups.get(key) ?? []), e]);
       }
       for (const [key, group] of groups) await redriveGroup(opts, report, key.startsWith('tools'), group, maxSamples);
@@ -161,9 +175,9 @@ export async function redrive(opts: RedriveOptions): Promise<RedriveReport> {
 async function redriveGroup(opts: RedriveOptions, report: RedriveReport, tool: boolean, group: Entry[], maxSamples: number): Promise<void> {
   let result: BatchResult;
   if (tool) {
-    result = await opts.engine.applyTwinEvents(group.map((e) => e.record.event.body as TwinEvent), { isLastAttempt: true, source: group[0].record.source });
+    result = await opts.engine.applyTwinEvents(group.map((e) => (e.record as Extract<DeadLetter, { kind: 'twin-event' }>).change), { isLastAttempt: true, source: group[0].record.source });
   } else {
-    const events: RawEvent[] = group.map((e) => e.record.event);
+    const events = group.map((e) => (e.record as Extract<DeadLetter, { kind: 'trigger-event' }>).event);
     result = await opts.engine.processBatch(events, { isLastAttempt: true, partitionId: group[0].record.partitionId, invocationId: `redrive-${Date.now()}` });
   }
   if (result.failure) {
@@ -173,17 +187,17 @@ async function redriveGroup(opts: RedriveOptions, report: RedriveReport, tool: b
   }
   const rewritten = new Map(result.deadLetters.map((d) => [deadLetterBlobName(d), d]));
   for (let i = 0; i < group.length; i++) {
-    const { name, record } = group[i];
+    const { name, stored, record } = group[i];
     const outcome: EventOutcome = result.outcomes[i];
     if (outcome === 'applied' || outcome === 'stale' || outcome === 'skipped') {
       report.landed[outcome]++;
       if (report.samples.landed.length < maxSamples) report.samples.landed.push(name);
-      await opts.store.archive(name, record, outcome);
+      await opts.store.archive(name, stored, outcome);
       continue;
     }
     // dead-lettered again: the engine wrote a new blob; same name → overwritten in place, else the old one goes.
     report.failedAgain.count++;
-    const again = rewritten.get(name) ?? result.deadLetters.find((d) => JSON.stringify(d.event.body) === JSON.stringify(record.event.body));
+    const again = rewritten.get(name) ?? result.deadLetters.find((d) => contentOf(d) === contentOf(record));
     const reason = again?.reason ?? record.reason;
     report.failedAgain.byReason[reason] = (report.failedAgain.byReason[reason] ?? 0) + 1;
     if (reason !== record.reason) report.failedAgain.reasonChanged++;

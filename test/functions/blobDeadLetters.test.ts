@@ -29,7 +29,7 @@ beforeAll(async () => {
 afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
 const record: DeadLetter = {
-  reason: 'malformed-body', detail: 'body is not JSON', deviceId: 'd', partitionId: '7', sequenceNumber: 4242,
+  kind: 'trigger-event', reason: 'malformed-body', detail: 'body is not JSON', deviceId: 'd', partitionId: '7', sequenceNumber: 4242,
   enqueuedTimeUtc: '2026-05-04T03:02:01.0000000Z', deadLetteredAt: '2026-05-04T03:02:09.000Z', event: { body: '{oops' },
 };
 

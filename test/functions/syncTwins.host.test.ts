@@ -79,7 +79,7 @@ describe('bodies and metadata are never paired by position when their counts dif
       ['dev-a', 'misaligned-batch', 100], ['dev-b', 'misaligned-batch', 101], ['dev-c', 'misaligned-batch', 102],
     ]);
     for (const d of sink.records) {
-      expect(d.event.body).toBeUndefined();
+      expect(d.kind === 'trigger-event' && d.event.body).toBeUndefined();
       expect(d.detail).toContain('the host sent 2 bodies for 3 events');
     }
     expect(r.summaryLine).toMatchObject({ received: 3, deadLettered: 3, applied: 0, final: true });
@@ -107,7 +107,7 @@ describe('bodies and metadata are never paired by position when their counts dif
       const { store, sink } = setup();
       const { messages, triggerMetadata } = toTrigger(events, { partitionId: '2', firstSequence: 100, asStrings });
       await syncTwins(messages as unknown[], new InvocationContext({ triggerMetadata, retryContext: { retryCount: 0, maxRetryCount: 5 } }));
-      return { messages, docs: [...store.docs.values()].map((d) => [d.doc.deviceId, d.doc.tags]), letters: sink.records.map((d) => [d.deviceId, d.reason, d.event.body]) };
+      return { messages, docs: [...store.docs.values()].map((d) => [d.doc.deviceId, d.doc.tags]), letters: sink.records.map((d) => [d.deviceId, d.reason, d.kind === 'trigger-event' ? d.event.body : d.change]) };
     };
     const raw = await outcome(true);
     const parsed = await outcome(false);
@@ -159,7 +159,7 @@ describe('the last resort, when the dead-letter store fails on the final try', (
   it('cuts every field, so even absurd identifiers keep a line within the limit', () => {
     const huge = 'x'.repeat(100_000);
     const record: DeadLetter = {
-      reason: 'invalid-id', detail: huge, deviceId: huge, moduleId: huge, opType: huge, source: huge, partitionId: huge, sequenceNumber: huge,
+      kind: 'trigger-event', reason: 'invalid-id', detail: huge, deviceId: huge, moduleId: huge, opType: huge, source: huge, partitionId: huge, sequenceNumber: huge,
       offset: huge, enqueuedTimeUtc: huge, invocationId: huge, attempt: 3, deadLetteredAt: huge, event: { body: huge, properties: { p: huge } },
     };
     const [line] = lastResortLines([record]);

@@ -148,7 +148,7 @@ describe('redrive of dead letters', () => {
     expect(stable(left)).toEqual(stable(initial).filter((n) => !n.endsWith('-transient-exhausted.json') && !n.endsWith('-rejected-by-store.json')));
     expect((await blobs(REDRIVEN_PREFIX)).sort()).toHaveLength(3);
     const moved = JSON.parse((await env.deadLetters!.getBlobClient((await blobs(REDRIVEN_PREFIX))[0]).downloadToBuffer()).toString()) as DeadLetter;
-    expect(moved.event).toBeDefined();
+    expect(moved.kind === 'twin-event' ? moved.change : moved.event).toBeDefined();
 
     // Again, through the command line: the same eight fail again in place (exit 2), nothing else changes.
     const cli = await cliRedrive(['--json', 'redrive']);
@@ -163,5 +163,37 @@ describe('redrive of dead letters', () => {
     await env.deadLetters!.getBlockBlobClient(restoredName).upload(record, Buffer.byteLength(record));
     const twice = await redriveCommand({ reasons: ['transient-exhausted'] }, { engine: healthy, store });
     expect(twice).toMatchObject({ selected: 1, landed: { applied: 0, stale: 1 } });
+  });
+
+  it('a dead letter says what it holds (kind); letters stored before kinds existed are still redriven by their shape', async () => {
+    await env.clear();
+    const faulty = env.engine(new FaultyStore(new CosmosTwinStore(env.cosmos.container)));
+    const raw = await invokeLastRetry(faulty, [created({ deviceId: 'rej-old-raw', ts, twin: fullTwin({ deviceId: 'rej-old-raw', version: 1, tags: { old: 'raw' } }) })]);
+    expect(raw).toMatchObject({ deadLettered: 1 });
+    const change = { kind: 'snapshot' as const, key: { deviceId: 'rej-old-snap' }, ts, version: 2, twin: fullTwin({ deviceId: 'rej-old-snap', version: 2, tags: { old: 'snap' } }) };
+    const snap = await faulty.applyTwinEvents([change], { isLastAttempt: true, source: 'replica-tools:backfill' });
+    // The tools' change is stored as itself, not dressed up as a raw event.
+    expect(snap.deadLetters).toEqual([expect.objectContaining({ kind: 'twin-event', change, source: 'replica-tools:backfill' })]);
+    expect(snap.deadLetters[0]).not.toHaveProperty('event');
+
+    // Rewrite both letters as they were stored before `kind`: the tool's change as the body of a made-up event.
+    const names = await waiting();
+    expect(names).toHaveLength(2);
+    for (const name of names) {
+      const letter = JSON.parse((await env.deadLetters!.getBlobClient(name).downloadToBuffer()).toString()) as DeadLetter;
+      expect(letter.kind).toBe(letter.deviceId === 'rej-old-snap' ? 'twin-event' : 'trigger-event');
+      const { kind: _kind, ...fields } = letter;
+      const old = letter.kind === 'twin-event'
+        ? { ...fields, change: undefined, event: { body: letter.change, properties: { deviceId: letter.change.key.deviceId, opType: letter.change.kind } } }
+        : fields;
+      const text = JSON.stringify(old);
+      await env.deadLetters!.getBlockBlobClient(name).upload(text, Buffer.byteLength(text));
+    }
+
+    const report = await redriveCommand({}, { engine: env.engine(), store: new BlobDeadLetterStore(env.deadLetters!) });
+    expect(report).toMatchObject({ selected: 2, landed: { applied: 2, stale: 0, skipped: 0 }, failedAgain: { count: 0 } });
+    expect(await env.readDoc('rej-old-raw')).toMatchObject({ version: 1, tags: { old: 'raw' } });
+    expect(await env.readDoc('rej-old-snap')).toMatchObject({ version: 2, tags: { old: 'snap' } });
+    expect(await waiting()).toEqual([]);
   });
 });

@@ -21,7 +21,7 @@ export function deadLetterBlobName(record: DeadLetter): string {
   const when = record.enqueuedTimeUtc ?? record.deadLetteredAt;
   const hour = `${when.slice(0, 4)}/${when.slice(5, 7)}/${when.slice(8, 10)}/${when.slice(11, 13)}`;
   const partition = safe(record.partitionId ?? 'unknown');
-  const seq = record.sequenceNumber !== undefined ? safe(String(record.sequenceNumber)) : 'h' + createHash('sha256').update(JSON.stringify(record.event)).digest('hex').slice(0, 24);
+  const seq = record.sequenceNumber !== undefined ? safe(String(record.sequenceNumber)) : 'h' + createHash('sha256').update(JSON.stringify(record.kind === 'twin-event' ? record.change : record.event)).digest('hex').slice(0, 24);
   return `${hour}/p${partition}/${seq}-${record.reason}.json`;
 }
 

@@ -1,7 +1,7 @@
 import { DocCache } from './cache';
 import { classify, type Classified } from './events';
 import { decodeDocId, encodeDocId } from './ids';
-import { StoreError, type DeadLetter, type DeadLetterSink, type StoredDoc, type TwinStore, type WriteOp, type WriteResult } from './ports';
+import { StoreError, type DeadLetter, type DeadLetterFields, type DeadLetterSink, type StoredDoc, type TwinStore, type WriteOp, type WriteResult } from './ports';
 import { applyEvent, type FoldContext, type Outcome } from './rules';
 import { normalizeTimestamp } from './timestamps';
 import type { DeadLetterReason, DocKey, RawEvent, TwinDoc, TwinEvent } from './types';
@@ -107,7 +107,7 @@ export class SyncEngine {
 
   /** Applies one trigger batch of raw IoT Hub events. */
   processBatch(batch: readonly RawEvent[], ctx: BatchContext): Promise<BatchResult> {
-    return this.run(batch, batch.map((raw) => classify(raw)), ctx);
+    return this.run(batch.map(triggerOrigin), batch.map((raw) => classify(raw)), ctx);
   }
 
   /**
@@ -116,7 +116,7 @@ export class SyncEngine {
    * that are not ours by their properties alone (telemetry) are skipped as usual.
    */
   deadLetterBatch(batch: readonly RawEvent[], reason: DeadLetterReason, detail: string, ctx: BatchContext): Promise<BatchResult> {
-    return this.run(batch, batch.map((raw): Classified => {
+    return this.run(batch.map(triggerOrigin), batch.map((raw): Classified => {
       const c = classify({ properties: raw.properties, systemProperties: raw.systemProperties, body: undefined });
       return c.type === 'skip' ? c : { type: 'poison', reason, detail, source: c.source, opType: c.opType, key: c.type === 'poison' ? c.key : c.event.key };
     }), ctx);
@@ -124,18 +124,19 @@ export class SyncEngine {
 
   /**
    * Applies changes that are already parsed, through the same rules, guards and accounting: the backfill's
-   * and verify's `snapshot` events, or a repair's deletions. Dead letters carry the event itself as body.
+   * and verify's `snapshot` events, or a repair's deletions. Their dead letters hold the change itself
+   * (kind `twin-event`), not a raw event made up for it.
    */
   applyTwinEvents(events: readonly TwinEvent[], ctx: BatchContext & { source?: string }): Promise<BatchResult> {
     const source = ctx.source ?? 'replica-tools';
     return this.run(
-      events.map((event) => ({ body: event, properties: { deviceId: event.key.deviceId, moduleId: event.key.moduleId, opType: event.kind } })),
+      events.map((change): Origin => ({ kind: 'twin-event', change })),
       events.map((event) => ({ type: 'event' as const, event, source, opType: event.kind })),
       ctx,
     );
   }
 
-  private async run(batch: readonly RawEvent[], classified: readonly Classified[], ctx: BatchContext): Promise<BatchResult> {
+  private async run(batch: readonly Origin[], classified: readonly Classified[], ctx: BatchContext): Promise<BatchResult> {
     const started = performance.now();
     const outcomes: EventOutcome[] = new Array(batch.length).fill('skipped');
     const summary: SyncSummary = {
@@ -407,11 +408,12 @@ export class SyncEngine {
     return { doc, results };
   }
 
-  private deadLetterRecord(raw: RawEvent, reason: DeadLetterReason, detail: string, ctx: BatchContext, c?: Classified, key?: Partial<DocKey>): DeadLetter {
-    const sys = raw.systemProperties ?? {};
-    const props = raw.properties ?? {};
+  private deadLetterRecord(origin: Origin, reason: DeadLetterReason, detail: string, ctx: BatchContext, c?: Classified, key?: Partial<DocKey>): DeadLetter {
+    const raw = origin.kind === 'trigger-event' ? origin.event : undefined;
+    const sys = raw?.systemProperties ?? {};
+    const props = raw?.properties ?? {};
     const k = key ?? (c?.type === 'event' ? c.event.key : undefined);
-    const record: DeadLetter = {
+    const fields: DeadLetterFields = {
       reason,
       detail,
       deviceId: k?.deviceId ?? (typeof props.deviceId === 'string' ? props.deviceId : undefined),
@@ -425,11 +427,19 @@ export class SyncEngine {
       invocationId: ctx.invocationId,
       attempt: ctx.attempt,
       deadLetteredAt: this.now().toISOString(),
-      event: { body: raw.body instanceof Uint8Array ? Buffer.from(raw.body).toString('utf8') : raw.body, properties: raw.properties, systemProperties: raw.systemProperties },
     };
-    for (const f of Object.keys(record) as (keyof DeadLetter)[]) if (record[f] === undefined) delete record[f];
-    return record;
+    for (const f of Object.keys(fields) as (keyof DeadLetterFields)[]) if (fields[f] === undefined) delete fields[f];
+    if (origin.kind === 'twin-event') return { ...fields, kind: 'twin-event', change: origin.change };
+    const { body, properties, systemProperties } = origin.event;
+    return { ...fields, kind: 'trigger-event', event: { body: body instanceof Uint8Array ? Buffer.from(body).toString('utf8') : body, properties, systemProperties } };
   }
+}
+
+/** Where a batch item came from: a trigger event, or a change the tools already parsed. */
+type Origin = { kind: 'trigger-event'; event: RawEvent } | { kind: 'twin-event'; change: TwinEvent };
+
+function triggerOrigin(event: RawEvent): Origin {
+  return { kind: 'trigger-event', event };
 }
 
 function estimateBytes(doc: TwinDoc): number {

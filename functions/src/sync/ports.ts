@@ -1,4 +1,4 @@
-import type { DeadLetterReason, RawEvent, TwinDoc } from './types';
+import type { DeadLetterReason, RawEvent, TwinDoc, TwinEvent } from './types';
 
 export interface StoredDoc {
   doc: TwinDoc;
@@ -46,8 +46,8 @@ export interface TwinStore {
   listModuleIds(deviceId: string): Promise<string[]>;
 }
 
-/** An event that could not be applied, with everything needed to look at it or redrive it. */
-export interface DeadLetter {
+/** What every dead letter records, whatever it holds. */
+export interface DeadLetterFields {
   reason: DeadLetterReason;
   detail: string;
   deviceId?: string;
@@ -61,9 +61,28 @@ export interface DeadLetter {
   invocationId?: string;
   attempt?: number;
   deadLetteredAt: string;
-  /** The event as received: body untouched (a string stays a string), both property bags. */
+}
+
+/** A trigger event that could not be applied: the event as received, body untouched (a string stays a string), both property bags. */
+export interface TriggerDeadLetter extends DeadLetterFields {
+  kind: 'trigger-event';
   event: RawEvent;
 }
+
+/** A parsed change from the tools (backfill, verify --repair, a redrive of one) that could not be applied. */
+export interface ChangeDeadLetter extends DeadLetterFields {
+  kind: 'twin-event';
+  change: TwinEvent;
+}
+
+/** An event that could not be applied, with everything needed to look at it or redrive it; `kind` says which. */
+export type DeadLetter = TriggerDeadLetter | ChangeDeadLetter;
+
+/**
+ * A dead letter as read back from the store: letters written before `kind` existed have none, and a
+ * tool's change was then stored as the body of `event` (see tools/redrive.ts readDeadLetter).
+ */
+export type StoredDeadLetter = DeadLetter | (DeadLetterFields & { kind?: undefined; event: RawEvent });
 
 /** Durable storage for dead letters; it must not depend on the replica store being healthy. */
 export interface DeadLetterSink {
