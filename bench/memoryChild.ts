@@ -4,8 +4,7 @@
  * batch by batch. Reports RSS through the run, heap after a full GC, and the engine cache's size.
  * Started by bench/run.ts with `node --expose-gc --import tsx`.
  */
-import { buildSyncRuntime } from '../functions/src/runtime/build';
-import { processEnv, readSettings } from '../functions/src/runtime/settings';
+import { buildSyncRuntime, processEnv, readSettings } from '../functions/src/public';
 import { drive, emptyTally, syncTwinsInvoker } from './strategies';
 import { partitionBatches, type WorkloadOptions } from './workload';
 

@@ -18,7 +18,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Command, InvalidArgumentError } from 'commander';
-import { parseQuery, resolvePath, translate, type Expr } from '../functions/src/query';
+import { parseQuery, resolvePath, translate, type Expr } from '../functions/src/public';
 import { REPLICA_INDEXING_POLICY } from '../infra/constructs/cosmos';
 import { MICROSOFT_EXAMPLES } from '../test/fixtures/query/microsoftExamples';
 import { evalExpr, evaluate } from '../testkit/twinQueryOracle';

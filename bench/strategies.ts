@@ -18,20 +18,7 @@
 import functionsLib from '@azure/functions';
 import type { InvocationContext as Context } from '@azure/functions';
 import type { Container } from '@azure/cosmos';
-import { makeSyncTwins, SYNC_RETRY, toRawEvents } from '../functions/src/functions/syncTwins';
-import { buildSyncRuntime, createCosmosClient } from '../functions/src/runtime/build';
-import { readSettings } from '../functions/src/runtime/settings';
-import { SyncEngine, type SyncSummary } from '../functions/src/sync/engine';
-import { classify } from '../functions/src/sync/events';
-import { encodeDocId } from '../functions/src/sync/ids';
-import { applyEvent } from '../functions/src/sync/rules';
-import type { DeadLetter, DeadLetterSink } from '../functions/src/sync/ports';
-import { DocCache } from '../functions/src/sync/cache';
-import type { TwinDoc, TwinEvent } from '../functions/src/sync/types';
-import { BlobDeadLetterSink, fromConnectionString } from '../functions/src/adapters/blobDeadLetters';
-import { stripSystemFields } from '../functions/src/adapters/cosmosStore';
-import { MemoryTwinStore } from '../functions/src/adapters/memoryStore';
-import { MemoryDeadLetterSink } from '../functions/src/adapters/memoryDeadLetters';
+import { BlobDeadLetterSink, DocCache, MemoryDeadLetterSink, MemoryTwinStore, SYNC_RETRY, SyncEngine, applyEvent, buildSyncRuntime, classify, createCosmosClient, encodeDocId, fromConnectionString, makeSyncTwins, readSettings, stripSystemFields, toRawEvents, type DeadLetter, type DeadLetterSink, type SyncSummary, type TwinDoc, type TwinEvent } from '../functions/src/public';
 import type { Batch, Trigger } from './workload';
 
 // The library is CommonJS built by webpack: Node's ESM loader cannot see its named class exports.
@@ -346,7 +333,7 @@ export class CachedPerEventStrategy {
     raws.forEach((raw, i) => {
       const c = classify(raw);
       if (c.type === 'skip') t.skipped++;
-      else if (c.type === 'poison') poison.push({ reason: c.reason, detail: c.detail, deadLetteredAt: new Date().toISOString(), invocationId: context.invocationId, sequenceNumber: i, event: raw });
+      else if (c.type === 'poison') poison.push({ kind: 'trigger-event', reason: c.reason, detail: c.detail, deadLetteredAt: new Date().toISOString(), invocationId: context.invocationId, sequenceNumber: i, event: raw });
       else {
         const id = encodeDocId(c.event.key);
         const list = byDoc.get(id);

@@ -1,7 +1,7 @@
 /**
  * The first fill of an attached hub, run locally (`npm run local -- --attach`): the simulated hub's twins read
  * through the twin query the timer uses (TwinQuery, paged with continuation tokens) and written by the real
- * runBackfill / runVerify of functions/src/replicaTools/scan.ts, while the hub's events flow.
+ * runBackfill / runVerify of functions/src/scan/, while the hub's events flow.
  *
  * Modelled, since no hub is reachable here:
  * - the twin query returns the hub's state at the moment the page is read, in a stable key order with a
@@ -14,12 +14,10 @@
  * - the query has no lag here and the machine's clock is the hub's, so the snapshot time is the hub's own
  *   clock at the request (backfill queryLagMs 0, verify clockSkewMs 0).
  */
-import type { SyncEngine } from '../functions/src/sync/engine';
-import { newBackfillState, runBackfill, runVerify, type BackfillReport, type ReplicaIndex, type VerifyReport } from '../functions/src/replicaTools/scan';
-import { QueryPager, type TwinQuery, type TwinQueryPage } from '../functions/src/replicaTools/twinQuery';
+import { newBackfillState, QueryPager, runBackfill, runVerify, type BackfillReport, type ReplicaIndex, type SyncEngine, type TwinQuery, type TwinQueryPage, type VerifyReport } from '../functions/src/public';
 import { sleep } from './eventHub';
 import { keyId, type SimulatedHub } from './hub';
-import type { DocKey, JsonObject } from '../functions/src/sync/types';
+import type { DocKey, JsonObject } from '../functions/src/public';
 
 export class SimulatedTwinQuery implements TwinQuery {
   pages = 0;

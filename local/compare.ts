@@ -1,4 +1,4 @@
-import type { TwinDoc } from '../functions/src/sync/types';
+import type { TwinDoc } from '../functions/src/public';
 import { deepEqual, IDENTITY_FIELDS, isObj, keyId, keyLabel, REFRESHED_FIELDS, renderSection, type HubTwin, type SimulatedHub } from './hub';
 
 /**

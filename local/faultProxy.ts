@@ -3,7 +3,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
-import { isLoopback } from '../functions/src/runtime/settings';
+import { isLoopback } from '../functions/src/public';
 import { Rng } from './random';
 
 const require = createRequire(import.meta.url);

@@ -1,8 +1,4 @@
-import type { AttemptCounter } from '../functions/src/adapters/attemptCounter';
-import { makeSyncTwins, type SyncTwinsHandler } from '../functions/src/functions/syncTwins';
-import type { SyncEngine } from '../functions/src/sync/engine';
-import type { DeadLetter, DeadLetterSink, StoredDoc, TwinStore, WriteOp, WriteResult } from '../functions/src/sync/ports';
-import type { TwinDoc } from '../functions/src/sync/types';
+import { makeSyncTwins, type AttemptCounter, type DeadLetter, type DeadLetterSink, type StoredDoc, type SyncEngine, type SyncTwinsHandler, type TwinDoc, type TwinStore, type WriteOp, type WriteResult } from '../functions/src/public';
 import { HostCrashed } from './eventHub';
 
 /**

@@ -13,12 +13,7 @@
 import { BlobServiceClient } from '@azure/storage-blob';
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { CosmosTwinStore, stripSystemFields } from '../functions/src/adapters/cosmosStore';
-import { SYNC_RETRY } from '../functions/src/functions/syncTwins';
-import { buildSyncRuntime, createAttemptCounter, createCosmosClient } from '../functions/src/runtime/build';
-import { readSettings } from '../functions/src/runtime/settings';
-import type { DeadLetter } from '../functions/src/sync/ports';
-import type { TwinDoc } from '../functions/src/sync/types';
+import { CosmosReplicaIndex, CosmosTwinStore, SYNC_RETRY, buildSyncRuntime, createAttemptCounter, createCosmosClient, readSettings, stripSystemFields, type BackfillReport, type DeadLetter, type TwinDoc, type VerifyReport } from '../functions/src/public';
 import { telemetry } from '../testkit/events';
 import { CONTAINER, DATABASE, LOCAL_COSMOS_KEY, startAzurite, startLocalCosmos } from '../testkit/servers';
 import { compareReplica } from './compare';
@@ -30,7 +25,6 @@ import { exampleQueryCommands } from './queryExample';
 import { Rng } from './random';
 import { Workload } from './workload';
 import { runFirstFill, runTimerPass } from './attach';
-import { CosmosReplicaIndex, type BackfillReport, type VerifyReport } from '../functions/src/replicaTools/scan';
 
 function int(min: number) {
   return (v: string) => {

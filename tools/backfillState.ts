@@ -1,6 +1,6 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { newBackfillState, type BackfillState } from '../functions/src/replicaTools/scan';
+import { newBackfillState, type BackfillState } from '../functions/src/public';
 
 /** Where a backfill keeps its progress unless --state says otherwise: one file per hub in the working folder. */
 export function defaultStatePath(hub: string): string {

@@ -1,17 +1,12 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { explain, ReplicaReader } from '../functions/src/client';
-import { DEFAULT_QUERY_LAG_MS } from '../functions/src/replicaTools/scan';
-import { DEAD_LETTER_REASONS, type DeadLetterReason } from '../functions/src/sync/types';
+import { DEAD_LETTER_REASONS, DEFAULT_QUERY_LAG_MS, ReplicaReader, buildSyncRuntime, createCosmosClient, explain, hubHostName, processCredential, processEnv, readReplicaSettings, readSettings, type DeadLetterReason, type Env } from '../functions/src/public';
 import { defaultStatePath } from './backfillState';
 import { backfillCommand, queryCommand, redriveCommand, showCommand, verifyCommand, type ScanFlags } from './commands';
 import { SdkTwinQuery } from './hubSdk';
 import { createProgress } from './progress';
 import { BlobDeadLetterStore, deadLetterContainer } from './redrive';
-import { processCredential } from '../functions/src/adapters/credentials';
-import { buildSyncRuntime, createCosmosClient } from '../functions/src/runtime/build';
-import { hubHostName, processEnv, readReplicaSettings, readSettings, type Env } from '../functions/src/runtime/settings';
 
 /** The engine every writing command goes through, built by the function app's own factory. */
 function engineFor(env: Env) {

@@ -1,10 +1,5 @@
 import type { Container } from '@azure/cosmos';
-import { stripSystemFields } from '../functions/src/adapters/cosmosStore';
-import { runBackfill, runVerify, CosmosReplicaIndex, DEFAULT_QUERY_LAG_MS, type BackfillReport, type ReplicaIndex, type VerifyReport } from '../functions/src/replicaTools/scan';
-import { hubBudgets, QueryPager, type PagerOptions, type TwinQuery } from '../functions/src/replicaTools/twinQuery';
-import type { SyncEngine } from '../functions/src/sync/engine';
-import { encodeDocId } from '../functions/src/sync/ids';
-import type { DocKey, TwinDoc } from '../functions/src/sync/types';
+import { CosmosReplicaIndex, DEFAULT_QUERY_LAG_MS, QueryPager, encodeDocId, hubBudgets, runBackfill, runVerify, stripSystemFields, type BackfillReport, type DocKey, type PagerOptions, type ReplicaIndex, type SyncEngine, type TwinDoc, type TwinQuery, type VerifyReport } from '../functions/src/public';
 import { loadBackfillState, removeBackfillState, saveBackfillState } from './backfillState';
 import type { Progress } from './progress';
 import { redrive, type DeadLetterStore, type RedriveFilter, type RedriveReport } from './redrive';

@@ -1,9 +1,7 @@
 import https from 'node:https';
 import type { TokenCredential } from '@azure/identity';
 import iothub from 'azure-iothub';
-import { parseHubHost } from '../functions/src/runtime/settings';
-import { parseRetryAfter, TwinQueryError, type TwinQuery, type TwinQueryPage } from '../functions/src/replicaTools/twinQuery';
-import type { DocKey, JsonObject } from '../functions/src/sync/types';
+import { TwinQueryError, parseHubHost, parseRetryAfter, type DocKey, type JsonObject, type TwinQuery, type TwinQueryPage } from '../functions/src/public';
 
 export interface SdkTwinQueryOptions {
   /** `<hub>.azure-devices.net`, or `127.0.0.1:<port>` for a local stand-in. */

@@ -1,10 +1,5 @@
 import { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
-import { processCredential } from '../functions/src/adapters/credentials';
-import type { SyncSettings } from '../functions/src/runtime/settings';
-import { deadLetterBlobName } from '../functions/src/adapters/blobDeadLetters';
-import type { BatchResult, EventOutcome, SyncEngine } from '../functions/src/sync/engine';
-import type { DeadLetter, StoredDeadLetter } from '../functions/src/sync/ports';
-import { DEAD_LETTER_REASONS, type DeadLetterReason, type TwinEvent } from '../functions/src/sync/types';
+import { DEAD_LETTER_REASONS, deadLetterBlobName, processCredential, type BatchResult, type DeadLetter, type DeadLetterReason, type EventOutcome, type StoredDeadLetter, type SyncEngine, type SyncSettings, type TwinEvent } from '../functions/src/public';
 
 /** Landed dead letters are moved here (not deleted): an audit trail of what was redriven, outside the listing. */
 export const REDRIVEN_PREFIX = 'redriven/';

@@ -4,7 +4,7 @@ import { MemoryAttemptCounter } from '../../functions/src/adapters/attemptCounte
 import { MemoryDeadLetterSink } from '../../functions/src/adapters/memoryDeadLetters';
 import { MemoryTwinStore } from '../../functions/src/adapters/memoryStore';
 import { LAST_RESORT_PREFIX, SUMMARY_PREFIX, TRACE_MESSAGE_LIMIT } from '../../functions/src/runtime/contracts';
-import { lastResortLines, makeSyncTwins, pairTriggerBatch } from '../../functions/src/functions/syncTwins';
+import { lastResortLines, makeSyncTwins, pairTriggerBatch } from '../../functions/src/handlers/syncTwins';
 import type { SyncRuntime } from '../../functions/src/runtime/build';
 import { SyncEngine } from '../../functions/src/sync/engine';
 import { encodeDocId } from '../../functions/src/sync/ids';

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { alertQueries } from '../../infra/constructs/monitoring';
 import { MemoryDeadLetterSink } from '../../functions/src/adapters/memoryDeadLetters';
 import { MemoryTwinStore } from '../../functions/src/adapters/memoryStore';
-import { makeSyncTwins, SYNC_RETRY } from '../../functions/src/functions/syncTwins';
+import { makeSyncTwins, SYNC_RETRY } from '../../functions/src/handlers/syncTwins';
 import { SyncEngine } from '../../functions/src/sync/engine';
 import { StoreError, type DeadLetterSink, type TwinStore } from '../../functions/src/sync/ports';
 import { opTimestamp, toTrigger, twinUpdate, type WireEvent } from '../../testkit/events';

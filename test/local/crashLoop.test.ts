@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryAttemptCounter } from '../../functions/src/adapters/attemptCounter';
 import { MemoryDeadLetterSink } from '../../functions/src/adapters/memoryDeadLetters';
 import { MemoryTwinStore } from '../../functions/src/adapters/memoryStore';
-import { SYNC_RETRY } from '../../functions/src/functions/syncTwins';
+import { SYNC_RETRY } from '../../functions/src/handlers/syncTwins';
 import { SyncEngine } from '../../functions/src/sync/engine';
 import { EventHubTrigger, LocalEventHub } from '../../local/eventHub';
 import { FaultyDeadLetters, FaultyStore, LocalHost } from '../../local/host';

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { isLoopback } from '../../functions/src/runtime/settings';
 import { CosmosTwinStore, stripSystemFields } from '../../functions/src/adapters/cosmosStore';
 import { MemoryDeadLetterSink } from '../../functions/src/adapters/memoryDeadLetters';
-import { SYNC_RETRY, toRawEvents } from '../../functions/src/functions/syncTwins';
+import { SYNC_RETRY, toRawEvents } from '../../functions/src/handlers/syncTwins';
 import { SyncEngine } from '../../functions/src/sync/engine';
 import type { TwinStore } from '../../functions/src/sync/ports';
 import type { TwinDoc } from '../../functions/src/sync/types';

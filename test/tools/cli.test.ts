@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BackfillState } from '../../functions/src/replicaTools/scan';
+import type { BackfillState } from '../../functions/src/scan/backfill';
 import { startToolEnv, type ToolEnv } from './env';
 
 /**

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { InvocationContext } from '@azure/functions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CosmosTwinStore } from '../../functions/src/adapters/cosmosStore';
-import { makeSyncTwins } from '../../functions/src/functions/syncTwins';
+import { makeSyncTwins } from '../../functions/src/handlers/syncTwins';
 import type { SyncEngine } from '../../functions/src/sync/engine';
 import { StoreError, type DeadLetter, type TwinStore } from '../../functions/src/sync/ports';
 import { DEAD_LETTER_REASONS, type TwinDoc } from '../../functions/src/sync/types';

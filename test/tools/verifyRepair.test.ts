@@ -2,11 +2,11 @@ import { InvocationContext, type Timer } from '@azure/functions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HOST_JSON } from '../../functions/build';
 import { DEFAULT_VERIFY_MAX_MINUTES, FUNCTION_TIMEOUT_MINUTES } from '../../functions/src/runtime/contracts';
-import { makeVerifyRepair, reportBlobName, stateBlobName } from '../../functions/src/functions/verifyRepair';
+import { makeVerifyRepair, reportBlobName, stateBlobName } from '../../functions/src/handlers/verifyRepair';
 import { buildVerifyRuntime, type VerifyRuntime } from '../../functions/src/runtime/build';
 import { readVerifySettings, type Env } from '../../functions/src/runtime/settings';
-import type { VerifyReport, VerifyState } from '../../functions/src/replicaTools/scan';
-import { hubBudgets, RestTwinQuery, TwinQueryError } from '../../functions/src/replicaTools/twinQuery';
+import type { VerifyReport, VerifyState } from '../../functions/src/scan/verify';
+import { hubBudgets, RestTwinQuery, TwinQueryError } from '../../functions/src/adapters/twinQuery';
 import { created, opTimestamp, toTrigger } from '../../testkit/events';
 import { startToolEnv, type ToolEnv } from './env';
 

@@ -5,8 +5,9 @@ import { BlobAttemptCounter, type AttemptCounter } from '../adapters/attemptCoun
 import { BlobContainerRest, BlobDeadLetterSink, BlobReportStore, fromConnectionString, type BlobAuth, type ReportStore } from '../adapters/blobDeadLetters';
 import { CosmosTwinStore } from '../adapters/cosmosStore';
 import { IOTHUB_SCOPE, processCredential, STORAGE_SCOPE, TokenCache } from '../adapters/credentials';
-import { CosmosReplicaIndex, type ReplicaIndex } from '../replicaTools/scan';
-import { hubBudgets, RestTwinQuery, type TwinQuery } from '../replicaTools/twinQuery';
+import { CosmosReplicaIndex } from '../adapters/replicaIndex';
+import { hubBudgets, RestTwinQuery, type TwinQuery } from '../adapters/twinQuery';
+import type { ReplicaIndex } from '../scan/verify';
 import { SyncEngine } from '../sync/engine';
 import type { DeadLetterSink, TwinStore } from '../sync/ports';
 import { ConfigError, isLoopback, processEnv, readSettings, readVerifySettings, type Env, type ReplicaSettings, type SyncSettings, type VerifySettings } from './settings';

@@ -1,33 +1,13 @@
+/** Verify: compares the hub with the replica (the query nominates, a read by id confirms) and repairs. */
 import { isDeepStrictEqual } from 'node:util';
-import type { Container } from '@azure/cosmos';
-import type { BatchResult, SyncEngine } from '../sync/engine';
+import type { SyncEngine } from '../sync/engine';
 import { encodeDocId } from '../sync/ids';
 import { normalizeTimestamp } from '../sync/timestamps';
-import type { DocKey, JsonObject, TwinEvent } from '../sync/types';
+import type { DocKey, TwinEvent } from '../sync/types';
 import { applyEvent } from '../sync/rules';
-import { ContinuationRejected, type QueryPager } from './twinQuery';
+import { ContinuationRejected, type QueryPager } from '../adapters/twinQuery';
+import { applyWithRetry, DEFAULT_CLOCK_SKEW_MS, keyOfTwin, QUERY_ORDER, queryStats, snapshotOf, type QueryProgress, type QueryStats, type TwinQueryName } from './common';
 
-/** The two twin queries that together read every twin of a hub (the backfill needs whole twins). */
-export const TWIN_QUERIES = {
-  devices: 'SELECT * FROM devices',
-  modules: 'SELECT * FROM devices.modules',
-} as const;
-export type TwinQueryName = keyof typeof TWIN_QUERIES;
-export const QUERY_ORDER: readonly TwinQueryName[] = ['devices', 'modules'];
-
-/**
- * Twin query results lag the hub: "delays of up to 30 minutes should be tolerated" (Microsoft Learn,
- * "Queries for IoT Hub device and module twins"). A backfill snapshot is dated the page request time minus
- * this allowance: the row then holds every change up to that time, so nothing older can roll it back
- * (replica.snapshotAt) and a deletion made after that time still wins over it. @default 30 min
- */
-export const DEFAULT_QUERY_LAG_MS = 30 * 60_000;
-
-/**
- * A twin read by id is dated its request time minus this allowance for the difference between this
- * machine's clock and the hub's operation timestamps (both NTP-synchronised Azure clocks). @default 5 s
- */
-export const DEFAULT_CLOCK_SKEW_MS = 5_000;
 
 /**
  * Twin fields that change without any routed event (status changes of a device identity, capabilities,
@@ -48,157 +28,6 @@ export const VERIFY_QUERIES: Record<TwinQueryName, string> = {
   modules: `SELECT deviceId, moduleId, version, ${UNROUTED_FIELDS.join(', ')} FROM devices.modules`,
 };
 
-export function keyOfTwin(twin: JsonObject): DocKey | undefined {
-  const deviceId = twin.deviceId;
-  const moduleId = twin.moduleId;
-  if (typeof deviceId !== 'string' || deviceId === '') return undefined;
-  if (moduleId !== undefined && moduleId !== null && (typeof moduleId !== 'string' || moduleId === '')) return undefined;
-  return typeof moduleId === 'string' ? { deviceId, moduleId } : { deviceId };
-}
-
-/** A twin query item as a snapshot event, or undefined when it has no usable id or version. */
-export function snapshotOf(twin: JsonObject, ts: string): TwinEvent | undefined {
-  const key = keyOfTwin(twin);
-  const version = twin.version;
-  if (!key || typeof version !== 'number' || !Number.isSafeInteger(version) || version < 0) return undefined;
-  return { kind: 'snapshot', key, ts, version, twin };
-}
-
-/** What reading the hub cost: twin query requests, twin reads by id, 429s, retries and time spent waiting. */
-export type QueryStats = { requests: number; twinReads: number; throttled: number; retries: number; waitedMs: number };
-
-function queryStats(pager: QueryPager): QueryStats {
-  const s = pager.stats;
-  return { requests: s.requests, twinReads: s.twinReads, throttled: s.throttled, retries: s.retries, waitedMs: Math.round(s.waitedMs) };
-}
-
-export interface ApplyStats {
-  applied: number;
-  stale: number;
-  deadLettered: number;
-}
-
-/**
- * Writes events through the engine's guarded path. A transient failure (throttling past the SDK's retries,
- * 5xx) is retried here; when it persists the run fails without moving its checkpoint, so nothing is lost.
- */
-export async function applyWithRetry(engine: SyncEngine, events: TwinEvent[], source: string, opts: { attempts?: number; backoffMs?: number; sleep?: (ms: number) => Promise<void> } = {}): Promise<BatchResult> {
-  const attempts = opts.attempts ?? 4;
-  const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  for (let attempt = 0; ; attempt++) {
-    const result = await engine.applyTwinEvents(events, { isLastAttempt: false, attempt, source });
-    if (!result.failure) return result;
-    if (attempt + 1 >= attempts) throw new Error(`writing to the replica failed ${attempts} times: ${result.failure.message}`, { cause: result.failure });
-    await sleep((opts.backoffMs ?? 1000) * 2 ** attempt);
-  }
-}
-
-function count(stats: ApplyStats, result: BatchResult): void {
-  stats.applied += result.summary.applied;
-  stats.stale += result.summary.stale;
-  stats.deadLettered += result.summary.deadLettered;
-}
-
-// ---------------------------------------------------------------- backfill
-
-export interface QueryProgress {
-  /** Continuation of the next page to read; undefined before the first page. */
-  continuation?: string;
-  done: boolean;
-  pages: number;
-  twins: number;
-}
-
-/** What a backfill persists after every page: enough to resume from the last continuation token. */
-export interface BackfillState {
-  kind: 'twin-replica-backfill';
-  hub: string;
-  startedAt: string;
-  updatedAt: string;
-  queries: Record<TwinQueryName, QueryProgress>;
-}
-
-export function newBackfillState(hub: string, now = new Date()): BackfillState {
-  const fresh = (): QueryProgress => ({ done: false, pages: 0, twins: 0 });
-  return { kind: 'twin-replica-backfill', hub, startedAt: now.toISOString(), updatedAt: now.toISOString(), queries: { devices: fresh(), modules: fresh() } };
-}
-
-export interface BackfillOptions {
-  engine: SyncEngine;
-  pager: QueryPager;
-  state: BackfillState;
-  /** Persists the state after each page has been written to the replica. */
-  checkpoint: (state: BackfillState) => Promise<void>;
-  /** @default 100 */
-  pageSize?: number;
-  queryLagMs?: number;
-  signal?: AbortSignal;
-  onPage?: (info: { query: TwinQueryName; page: number; twins: number; totalTwins: number }) => void;
-  now?: () => number;
-}
-
-export interface BackfillReport {
-  hub: string;
-  resumed: boolean;
-  pages: number;
-  twins: { devices: number; modules: number };
-  /** Items of this run without a usable deviceId/version (not written). */
-  unusable: number;
-  replica: ApplyStats;
-  query: QueryStats;
-  durationMs: number;
-}
-
-export async function runBackfill(opts: BackfillOptions): Promise<BackfillReport> {
-  const started = Date.now();
-  const now = opts.now ?? Date.now;
-  const lag = opts.queryLagMs ?? DEFAULT_QUERY_LAG_MS;
-  const pageSize = opts.pageSize ?? 100;
-  const state = opts.state;
-  const resumed = QUERY_ORDER.some((q) => state.queries[q].pages > 0);
-  const replica: ApplyStats = { applied: 0, stale: 0, deadLettered: 0 };
-  let pages = 0;
-  let unusable = 0;
-  for (const name of QUERY_ORDER) {
-    const progress = state.queries[name];
-    while (!progress.done) {
-      opts.signal?.throwIfAborted();
-      let requestedAt = now();
-      let page;
-      try {
-        page = await opts.pager.page(TWIN_QUERIES[name], progress.continuation, pageSize, () => (requestedAt = now()));
-      } catch (err) {
-        if (err instanceof ContinuationRejected) throw new ContinuationRejected(`the hub refused the saved continuation of the ${name} query (${err.message}): start the backfill again from its first page (CLI: --restart)`, err.status);
-        throw err;
-      }
-      const ts = normalizeTimestamp(requestedAt - lag)!;
-      const events: TwinEvent[] = [];
-      for (const item of page.items) {
-        const event = snapshotOf(item, ts);
-        if (event) events.push(event);
-        else unusable++;
-      }
-      if (events.length > 0) count(replica, await applyWithRetry(opts.engine, events, 'replica-tools:backfill'));
-      pages++;
-      progress.pages++;
-      progress.twins += page.items.length;
-      progress.continuation = page.continuation;
-      progress.done = page.continuation === undefined;
-      state.updatedAt = new Date(now()).toISOString();
-      await opts.checkpoint(state);
-      opts.onPage?.({ query: name, page: progress.pages, twins: page.items.length, totalTwins: state.queries.devices.twins + state.queries.modules.twins });
-    }
-  }
-  return {
-    hub: state.hub, resumed, pages,
-    twins: { devices: state.queries.devices.twins, modules: state.queries.modules.twins },
-    unusable, replica,
-    query: queryStats(opts.pager),
-    durationMs: Date.now() - started,
-  };
-}
-
-// ---------------------------------------------------------------- verify
 
 /** What verify needs to know about each replica document (one cross-partition query lists them all). */
 export interface ReplicaEntry {
@@ -214,21 +43,6 @@ export interface ReplicaEntry {
 
 export interface ReplicaIndex {
   list(): AsyncIterable<ReplicaEntry>;
-}
-
-/** Lists the replica container's documents, projecting only what verify compares. */
-export class CosmosReplicaIndex implements ReplicaIndex {
-  constructor(private readonly container: Container, private readonly pageSize = 1000) {}
-  async *list(): AsyncIterable<ReplicaEntry> {
-    const iterator = this.container.items.query<Record<string, unknown>>(
-      `SELECT c.id, c.deviceId, c.moduleId, c.version, c.deleted, c.replica, ${UNROUTED_FIELDS.map((f) => `c.${f}`).join(', ')} FROM c`,
-      { maxItemCount: this.pageSize },
-    );
-    while (iterator.hasMoreResults()) {
-      const { resources } = await iterator.fetchNext();
-      for (const r of resources ?? []) yield replicaEntry(r);
-    }
-  }
 }
 
 /** A replica document (or the projection of it that CosmosReplicaIndex reads) as verify compares it. */
