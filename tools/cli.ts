@@ -1,10 +1,9 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { DEAD_LETTER_REASONS, DEFAULT_QUERY_LAG_MS, ReplicaReader, buildSyncRuntime, createCosmosClient, explain, hubHostName, processCredential, processEnv, readReplicaSettings, readSettings, type DeadLetterReason, type Env } from '../functions/src/public';
+import { DEAD_LETTER_REASONS, DEFAULT_QUERY_LAG_MS, ReplicaReader, buildSyncRuntime, createCosmosClient, createTwinQuery, explain, hubHostName, processCredential, processEnv, readReplicaSettings, readSettings, type DeadLetterReason, type Env } from '../functions/src/public';
 import { defaultStatePath } from './backfillState';
 import { backfillCommand, queryCommand, redriveCommand, showCommand, verifyCommand, type ScanFlags } from './commands';
-import { SdkTwinQuery } from './hubSdk';
 import { createProgress } from './progress';
 import { BlobDeadLetterStore, deadLetterContainer } from './redrive';
 
@@ -92,7 +91,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   const globals = (cmd: Command) => cmd.optsWithGlobals() as { json: boolean; progress: boolean };
   const progressFor = (cmd: Command) => createProgress(io.progress && globals(cmd).progress && !globals(cmd).json);
 
-  scanOptions(program.command('backfill').description('Read every device and module twin from the hub (twin query, azure-iothub SDK) and write it through the replica\'s version-guarded path. Resumable: an interrupted run continues from its last continuation token.'))
+  scanOptions(program.command('backfill').description('Read every device and module twin from the hub (IoT Hub twin query) and write it through the replica\'s version-guarded path. Resumable: an interrupted run continues from its last continuation token.'))
     .option('--state <file>', 'progress file (default: .twin-replica/backfill-<hub>.json)')
     .option('--restart', 'ignore an interrupted run\'s progress and start over', false)
     .action(async (o: Record<string, unknown>, cmd: Command) => {
@@ -104,7 +103,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       const stateFile = path.resolve((o.state as string | undefined) ?? defaultStatePath(hub));
       try {
         const report = await backfillCommand({ ...scanFlags(o), restart: o.restart as boolean }, {
-          engine: engineFor(io.env), twinQuery: new SdkTwinQuery({ hostName: hub, credential: toolCredential(io.env) }),
+          engine: engineFor(io.env), twinQuery: createTwinQuery({ hostName: hub, credential: toolCredential(io.env) }),
           hub, stateFile, progress: progressFor(cmd), signal: controller.signal,
         });
         emit(io, globals(cmd).json, report, () => [
@@ -139,7 +138,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
       const report = await verifyCommand({ ...scanFlags(o), repair: o.repair as boolean, samples: o.samples as number }, {
-        engine, twinQuery: new SdkTwinQuery({ hostName: hub, credential: toolCredential(io.env) }), replica: container, hub, progress: progressFor(cmd), signal: controller.signal,
+        engine, twinQuery: createTwinQuery({ hostName: hub, credential: toolCredential(io.env) }), replica: container, hub, progress: progressFor(cmd), signal: controller.signal,
       }).finally(() => {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);

@@ -14,7 +14,7 @@ export { explain, ReplicaReader } from './client';
 export { makeSyncTwins, pairTriggerBatch, SYNC_RETRY, toRawEvents, type SyncTwinsHandler } from './handlers/syncTwins';
 export { makeVerifyRepair, type VerifyRepairHandler } from './handlers/verifyRepair';
 export { parseQuery, resolvePath, translate, type Expr } from './query';
-export { buildSyncRuntime, buildVerifyRuntime, createAttemptCounter, createCosmosClient, type BuildOptions, type SyncRuntime, type VerifyRuntime } from './runtime/build';
+export { buildSyncRuntime, buildVerifyRuntime, createAttemptCounter, createCosmosClient, createTwinQuery, type BuildOptions, type SyncRuntime, type VerifyRuntime } from './runtime/build';
 export { ConfigError, hubHostName, isLoopback, parseHubHost, processEnv, readReplicaSettings, readSettings, readVerifySettings, type Env, type SyncSettings } from './runtime/settings';
 export { DEFAULT_QUERY_LAG_MS } from './scan/common';
 export { newBackfillState, runBackfill, type BackfillReport, type BackfillState } from './scan/backfill';

@@ -3,14 +3,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { BackfillState } from '../../functions/src/scan/backfill';
-import type { TwinQuery } from '../../functions/src/adapters/twinQuery';
 import { backfillCommand, type ScanFlags } from '../../tools/commands';
-import { SdkTwinQuery } from '../../tools/hubSdk';
+import { createTwinQuery } from '../../functions/src/runtime/build';
+import { USER_AGENT, type RestTwinQuery, type TwinQuery } from '../../functions/src/adapters/twinQuery';
 import { deleted, opTimestamp, toTrigger, twinUpdate } from '../../testkit/events';
 import { startToolEnv, type ToolEnv } from './env';
 
 /**
- * backfill: the real azure-iothub SDK (Registry.fromTokenCredential + createQuery) against the local HTTPS
+ * backfill: the shipped hub client (RestTwinQuery, the documented REST calls) against the local HTTPS
  * stand-in of the twin query endpoint, writing through SyncEngine.applyTwinEvents into the local Cosmos server.
  */
 let env: ToolEnv;
@@ -29,8 +29,8 @@ beforeEach(async () => {
   await env.clear();
 });
 
-function sdkQuery(): SdkTwinQuery {
-  return new SdkTwinQuery({ hostName: env.hub!.hostName, credential: env.credential, ca: env.hub!.cert.cert });
+function hubQuery(): RestTwinQuery {
+  return createTwinQuery({ hostName: env.hub!.hostName, credential: env.credential, ca: env.hub!.cert.cert });
 }
 
 function seed(devices: number, modulesPer = 0): void {
@@ -45,12 +45,12 @@ function run(flags: ScanFlags & { restart?: boolean } = {}, over: { twinQuery?: 
   return {
     engine,
     result: backfillCommand({ ...FAST, ...flags }, {
-      engine, twinQuery: over.twinQuery ?? sdkQuery(), hub: env.hub!.hostName, stateFile: over.stateFile ?? path.join(dir, `state-${++stateN}.json`), signal: over.signal,
+      engine, twinQuery: over.twinQuery ?? hubQuery(), hub: env.hub!.hostName, stateFile: over.stateFile ?? path.join(dir, `state-${++stateN}.json`), signal: over.signal,
     }),
   };
 }
 
-describe('backfill through the azure-iothub SDK against the twin query stand-in', () => {
+describe('backfill through the hub client against the twin query stand-in', () => {
   it('reads devices and modules page by page with continuation tokens and writes full twins; a second run changes nothing', async () => {
     seed(7, 2); // 7 device twins (3 pages of 3), 14 module twins (5 pages)
     const report = await run().result;
@@ -59,7 +59,7 @@ describe('backfill through the azure-iothub SDK against the twin query stand-in'
     expect(sqls.filter((s) => s === 'SELECT * FROM devices')).toHaveLength(3);
     expect(sqls.filter((s) => s === 'SELECT * FROM devices.modules')).toHaveLength(5);
     expect(env.hub!.requests.every((r) => r.pageSize === 3 && r.status === 200)).toBe(true);
-    expect(env.hub!.requests[0].userAgent).toMatch(/^azure-iothub\/1\.16/); // the real SDK made the calls
+    expect(env.hub!.requests[0].userAgent).toBe(USER_AGENT); // the shipped hub client made the calls
     expect((env.credential as unknown as { calls: string[] }).calls[0]).toBe('https://iothubs.azure.net/.default');
 
     const doc = await env.readDoc('dev-04');
@@ -163,7 +163,7 @@ describe('backfill through the azure-iothub SDK against the twin query stand-in'
     const live = env.engine();
     // dev-02 (page 1) is deleted after page 1 was read; its delete event reaches the replica before the backfill writes page 1.
     // dev-05 (page 2) is deleted after page 2 was read too, but the backfill writes page 2 first.
-    const sdk = sdkQuery();
+    const sdk = hubQuery();
     const deleteOnHub = async (deviceId: string) => {
       env.hub!.deleteDevice(deviceId);
       const { messages, triggerMetadata } = toTrigger([deleted({ deviceId, ts: opTimestamp(Date.now()) })]);
@@ -198,7 +198,7 @@ describe('backfill through the azure-iothub SDK against the twin query stand-in'
     // dev-04: the snapshot (v1) is written first, then the live update (v2) lands on the full twin.
     seed(6);
     const live = env.engine();
-    const sdk = sdkQuery();
+    const sdk = hubQuery();
     const updateOnHub = async (deviceId: string) => {
       const twin = env.hub!.updateTwin(deviceId, undefined, { tags: { firmware: '2.0' } });
       const { messages, triggerMetadata } = toTrigger([twinUpdate({ deviceId, ts: opTimestamp(Date.now()), version: twin.version as number, tags: { firmware: '2.0' } })]);

@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TwinQuery } from '../../functions/src/adapters/twinQuery';
 import type { SyncEngine } from '../../functions/src/sync/engine';
 import { backfillCommand, verifyCommand, type ScanFlags } from '../../tools/commands';
-import { SdkTwinQuery } from '../../tools/hubSdk';
+import { createTwinQuery } from '../../functions/src/runtime/build';
+import type { RestTwinQuery } from '../../functions/src/adapters/twinQuery';
 import { created, deleted, opTimestamp, toTrigger, twinUpdate, type WireEvent } from '../../testkit/events';
 import { startToolEnv, type ToolEnv } from './env';
 
@@ -38,7 +39,7 @@ describe('verify and verify --repair', () => {
   it('finds missing, extra, stale and partial documents; the repair fixes them without damaging twins changed during the scan', async () => {
     const hub = env.hub!;
     const engine = env.engine();
-    const sdk = new SdkTwinQuery({ hostName: hub.hostName, credential: env.credential, ca: hub.cert.cert });
+    const sdk = createTwinQuery({ hostName: hub.hostName, credential: env.credential, ca: hub.cert.cert });
     for (const id of ['v-ok1', 'v-ok2', 'v-stale', 'v-tomb', 'v-del']) hub.addDevice(id, { tags: { role: 'sensor' } });
     hub.addDevice('v-extra', { modules: ['m1'] });
     await backfillCommand(FAST, { engine, twinQuery: sdk, hub: hub.hostName, stateFile: path.join(dir, 'state.json') });
@@ -122,7 +123,7 @@ describe('verify and verify --repair', () => {
     await env.clear();
     const hub = env.hub!;
     const engine = env.engine();
-    const sdk = new SdkTwinQuery({ hostName: hub.hostName, credential: env.credential, ca: hub.cert.cert });
+    const sdk = createTwinQuery({ hostName: hub.hostName, credential: env.credential, ca: hub.cert.cert });
     hub.addDevice('r-stale');
     hub.addDevice('r-extra');
     await backfillCommand(FAST, { engine, twinQuery: sdk, hub: hub.hostName, stateFile: path.join(dir, 'race.json') });
@@ -157,7 +158,7 @@ describe('verify and verify --repair', () => {
     const { runVerify } = await import('../../functions/src/scan/verify');
     const { CosmosReplicaIndex } = await import('../../functions/src/adapters/replicaIndex');
     const { QueryPager } = await import('../../functions/src/adapters/twinQuery');
-    const sdk = new SdkTwinQuery({ hostName: env.hub!.hostName, credential: env.credential, ca: env.hub!.cert.cert });
+    const sdk = createTwinQuery({ hostName: env.hub!.hostName, credential: env.credential, ca: env.hub!.cert.cert });
     const report = await runVerify({ engine, pager: new QueryPager(sdk, { queriesPerMinute: 1200 }), replica: new CosmosReplicaIndex(env.cosmos.container), repair: true, hub: 'h', deadline: Date.now() });
     expect(report).toMatchObject({ complete: false, extra: { count: 0 }, repaired: { applied: 0 } });
     expect(env.hub!.requests).toHaveLength(0);

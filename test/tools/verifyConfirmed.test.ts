@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { SyncEngine } from '../../functions/src/sync/engine';
 import { verifyCommand, type ScanFlags } from '../../tools/commands';
-import { SdkTwinQuery } from '../../tools/hubSdk';
+import { createTwinQuery } from '../../functions/src/runtime/build';
+import type { RestTwinQuery } from '../../functions/src/adapters/twinQuery';
 import { created, deleted, opTimestamp, toTrigger, twinUpdate, type WireEvent } from '../../testkit/events';
 import { startToolEnv, type ToolEnv } from './env';
 
@@ -10,12 +11,12 @@ import { startToolEnv, type ToolEnv } from './env';
  * (a lagging query view, ghost module rows, short pages, its own page size, queuing then 429); the twin reads
  * by id answer the latest state (Microsoft Learn, "Queries for IoT Hub device and module twins": query
  * results are eventually consistent, up to 30 minutes; Azure/azure-iot-sdk-csharp#525: deleted modules
- * returned by devices.modules queries). Real azure-iothub SDK, replica on the local Cosmos server.
+ * returned by devices.modules queries). The shipped hub client (RestTwinQuery), replica on the local Cosmos server.
  * Cases A, D, E and the ahead-of-hub document each damaged (or left wrong) the replica before reads by id.
  */
 let env: ToolEnv;
 let engine: SyncEngine;
-let sdk: SdkTwinQuery;
+let sdk: RestTwinQuery;
 const FAST: ScanFlags = { pageSize: 100, rate: 6000, readRate: 1000, pager: { backoffMs: 20 } };
 
 beforeAll(async () => {
@@ -27,7 +28,7 @@ afterAll(async () => {
 beforeEach(async () => {
   await env.clear();
   engine = env.engine();
-  sdk = new SdkTwinQuery({ hostName: env.hub!.hostName, credential: env.credential, ca: env.hub!.cert.cert });
+  sdk = createTwinQuery({ hostName: env.hub!.hostName, credential: env.credential, ca: env.hub!.cert.cert });
 });
 
 function live(events: WireEvent[]) {

@@ -4,10 +4,16 @@ import type { DocKey, JsonObject } from '../sync/types';
 
 /**
  * The IoT Hub twin query (POST /devices/query, api-version 2021-04-12), reduced to one page call, and the
- * twin read by id (GET /twins/{id}, GET /twins/{id}/modules/{mid}). The tools use the official SDK
- * (azure-iothub Registry.createQuery / getTwin / getModuleTwin); the timer function, whose bundle has no
- * room for the SDK, {@link RestTwinQuery}. Pacing, throttling back-off and retries live in
- * {@link QueryPager}, shared by both.
+ * twin read by id (GET /twins/{id}, GET /twins/{id}/modules/{mid}): the one hub client of the timer
+ * function and the CLI. Pacing, throttling back-off and retries live in {@link QueryPager}.
+ *
+ * Why a hand-written client and not the official service SDK (azure-iothub 1.16, Registry.createQuery /
+ * getTwin / getModuleTwin): the SDK takes no abort signal and no per-request timeout (its calls can only
+ * be raced, leaving the request running past verifyRepair's deadline and the function's timeout), it
+ * dials port 443 only (a loopback stand-in needed its private `_restApiClient` replaced), and it adds
+ * about 1 MB of dependencies to the function bundle for two documented calls. The REST calls here carry
+ * the run's deadline as an abort signal, bound each request, and are paced per hub tier by QueryPager.
+ * (infra/smoke.ts still uses azure-iothub to create devices on a real hub: nothing of it ships.)
  *
  * Why both calls: query results are eventually consistent ("delays of up to 30 minutes should be
  * tolerated"; Microsoft Learn, "Queries for IoT Hub device and module twins") and `devices.modules` rows of
@@ -33,6 +39,8 @@ export function twinPath(key: DocKey): string {
 }
 
 export const IOTHUB_API_VERSION = '2021-04-12';
+/** Names this client in the hub's logs. */
+export const USER_AGENT = 'twin-replica/twin-query';
 
 /** A failed page request: `status` 429 is throttling; `retryAfterMs` from a Retry-After header when sent. */
 export class TwinQueryError extends Error {
@@ -276,7 +284,7 @@ export class RestTwinQuery implements TwinQuery {
   /** One request; `timeoutMs` bounds the whole exchange, `signal` (the run's deadline) aborts it. */
   private async request(method: 'GET' | 'POST', path: string, extra: Record<string, string>, body: string | undefined, signal?: AbortSignal): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
     const token = await this.options.getToken();
-    const headers: Record<string, string> = { authorization: `Bearer ${token}`, ...extra };
+    const headers: Record<string, string> = { authorization: `Bearer ${token}`, 'user-agent': USER_AGENT, ...extra };
     if (body !== undefined) {
       headers['content-type'] = 'application/json; charset=utf-8';
       headers['content-length'] = String(Buffer.byteLength(body));

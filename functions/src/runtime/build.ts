@@ -113,6 +113,11 @@ function buildEngine(settings: SyncSettings, options: BuildOptions, tokens: () =
   });
 }
 
+/** The hub client (the timer's and the CLI's): a token per request from the credential, cached until 5 minutes before it expires. */
+export function createTwinQuery(options: { hostName: string; credential: TokenCredential; ca?: string | Buffer; timeoutMs?: number }): RestTwinQuery {
+  return new RestTwinQuery({ hostName: options.hostName, getToken: new TokenCache(options.credential).getter(IOTHUB_SCOPE), ca: options.ca, timeoutMs: options.timeoutMs });
+}
+
 /** syncTwins' runtime (and the engine every tool writes through). */
 export function buildSyncRuntime(settings: SyncSettings, options: BuildOptions = {}): SyncRuntime {
   const tokens = lazyTokens(settings, options.credential);
