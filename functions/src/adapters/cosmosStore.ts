@@ -1,4 +1,5 @@
 import type { Container, OperationInput, OperationResponse } from '@azure/cosmos';
+import { bulkRetryAfterMs, forgetFailedRoutingMap } from './cosmosInternals';
 import { StoreError, type StoredDoc, type TwinStore, type WriteOp, type WriteResult } from '../sync/ports';
 import type { TwinDoc } from '../sync/types';
 
@@ -67,7 +68,7 @@ export class CosmosTwinStore implements TwinStore {
         // request, and it caches a failed partition-key-range lookup per client and container (after a
         // network error on the first bulk call every later one fails the same way). Send what is pending one
         // by one, with the SDK's own retries (ETag-guarded, so a partly applied bulk is safe to resend).
-        this.forgetFailedRoutingMap();
+        forgetFailedRoutingMap(this.container);
         await Promise.all(pending.map(async ({ op, index }) => {
           try {
             results[index] = { stored: op.etag === undefined ? await this.create(op.doc) : await this.replace(op.doc, op.etag) };
@@ -86,7 +87,7 @@ export class CosmosTwinStore implements TwinStore {
           results[index] = { stored: { doc: op.doc, etag: r.eTag ?? '' } };
         } else if (status === 429 && attempt < BULK_THROTTLE_RETRIES) {
           throttled.push({ op, index });
-          waitMs = Math.max(waitMs, Number((r as { retryAfterMilliseconds?: number }).retryAfterMilliseconds) || 100 * 2 ** attempt);
+          waitMs = Math.max(waitMs, bulkRetryAfterMs(r) ?? 100 * 2 ** attempt);
         } else {
           results[index] = { error: toStoreError({ code: status, message: `bulk ${input[i].operationType} of ${op.doc.id} answered ${status ?? 'nothing'}` }) };
         }
@@ -95,27 +96,6 @@ export class CosmosTwinStore implements TwinStore {
       pending = throttled;
     }
     return results;
-  }
-
-  /**
-   * SDK 4.9 keeps a failed partition-key-range lookup as a rejected promise per client and container and
-   * never looks again, so every later bulk call fails at once. Forget such a promise, so that the next
-   * batch looks the ranges up again and goes back to bulk writes. (A private field of the SDK: when its
-   * shape changes this does nothing, and writes keep going one by one.)
-   */
-  private forgetFailedRoutingMap(): void {
-    const cache = (this.container.items as unknown as { partitionKeyRangeCache?: { collectionRoutingMapByCollectionId?: Record<string, Promise<unknown>> } }).partitionKeyRangeCache;
-    const byId = cache?.collectionRoutingMapByCollectionId;
-    if (!byId || typeof byId !== 'object') return;
-    for (const [id, lookup] of Object.entries(byId)) {
-      if (!(lookup instanceof Promise)) continue;
-      lookup.then(
-        () => undefined,
-        () => {
-          if (byId[id] === lookup) delete byId[id];
-        },
-      );
-    }
   }
 
   async listModuleIds(deviceId: string): Promise<string[]> {
