@@ -18,7 +18,7 @@
 import functionsLib from '@azure/functions';
 import type { InvocationContext as Context } from '@azure/functions';
 import type { Container } from '@azure/cosmos';
-import { BlobDeadLetterSink, DocCache, MemoryDeadLetterSink, MemoryTwinStore, SYNC_RETRY, SyncEngine, applyEvent, buildSyncRuntime, classify, createCosmosClient, encodeDocId, fromConnectionString, makeSyncTwins, readSettings, stripSystemFields, toRawEvents, type DeadLetter, type DeadLetterSink, type SyncSummary, type TwinDoc, type TwinEvent } from '../functions/src/public';
+import { BlobDeadLetterSink, DocCache, MemoryDeadLetterSink, MemoryTwinStore, SYNC_RETRY, SyncEngine, applyEvent, buildSyncRuntime, classify, createBlobContainer, createCosmosClient, encodeDocId, makeSyncTwins, readSettings, stripSystemFields, toRawEvents, type DeadLetter, type DeadLetterSink, type SyncSummary, type TwinDoc, type TwinEvent } from '../functions/src/public';
 import type { Batch, Trigger } from './workload';
 
 // The library is CommonJS built by webpack: Node's ESM loader cannot see its named class exports.
@@ -235,8 +235,8 @@ export class PerEventStrategy {
 
   static fromServers(servers: BenchServers, container: string): PerEventStrategy {
     const client = createCosmosClient({ cosmosEndpoint: servers.cosmosEndpoint, cosmosKey: servers.cosmosKey });
-    const { containerUrl, auth } = fromConnectionString(servers.blobConnectionString, servers.deadLetterContainer);
-    return new PerEventStrategy(client.database(servers.database).container(container), new BlobDeadLetterSink(containerUrl, auth));
+    const deadLetters = new BlobDeadLetterSink(createBlobContainer({ connectionString: servers.blobConnectionString }, servers.deadLetterContainer));
+    return new PerEventStrategy(client.database(servers.database).container(container), deadLetters);
   }
 
   invoker(): Invoke {
@@ -312,8 +312,8 @@ export class CachedPerEventStrategy {
 
   static fromServers(servers: BenchServers, container: string): CachedPerEventStrategy {
     const client = createCosmosClient({ cosmosEndpoint: servers.cosmosEndpoint, cosmosKey: servers.cosmosKey });
-    const { containerUrl, auth } = fromConnectionString(servers.blobConnectionString, servers.deadLetterContainer);
-    return new CachedPerEventStrategy(client.database(servers.database).container(container), new BlobDeadLetterSink(containerUrl, auth));
+    const deadLetters = new BlobDeadLetterSink(createBlobContainer({ connectionString: servers.blobConnectionString }, servers.deadLetterContainer));
+    return new CachedPerEventStrategy(client.database(servers.database).container(container), deadLetters);
   }
 
   invoker(): Invoke {

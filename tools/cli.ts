@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { DEAD_LETTER_REASONS, DEFAULT_QUERY_LAG_MS, ReplicaReader, buildSyncRuntime, createCosmosClient, createTwinQuery, explain, hubHostName, processCredential, processEnv, readReplicaSettings, readSettings, type DeadLetterReason, type Env } from '../functions/src/public';
+import { DEAD_LETTER_REASONS, DEFAULT_QUERY_LAG_MS, ReplicaReader, buildSyncRuntime, createCosmosClient, createDeadLetterContainer, createTwinQuery, explain, hubHostName, processCredential, processEnv, readReplicaSettings, readSettings, type DeadLetterReason, type Env } from '../functions/src/public';
 import { defaultStatePath } from './backfillState';
 import { backfillCommand, queryCommand, redriveCommand, showCommand, verifyCommand, type ScanFlags } from './commands';
 import { createProgress } from './progress';
-import { BlobDeadLetterStore, deadLetterContainer } from './redrive';
+import { BlobDeadLetterStore } from './redrive';
 
 /** The engine every writing command goes through, built by the function app's own factory. */
 function engineFor(env: Env) {
@@ -169,7 +169,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .action(async (o: Record<string, unknown>, cmd: Command) => {
       const report = await redriveCommand(
         { reasons: o.reason as DeadLetterReason[] | undefined, since: o.since as Date | undefined, until: o.until as Date | undefined, dryRun: o.dryRun as boolean, batchSize: o.batchSize as number },
-        { engine: engineFor(io.env), store: new BlobDeadLetterStore(deadLetterContainer(readSettings(io.env))), progress: progressFor(cmd) },
+        { engine: engineFor(io.env), store: new BlobDeadLetterStore(createDeadLetterContainer(readSettings(io.env))), progress: progressFor(cmd) },
       );
       emit(io, globals(cmd).json, report, () => [
         `redrive${report.dryRun ? ' (dry run)' : ''}: ${report.selected} dead letters selected`,

@@ -1,5 +1,5 @@
-import { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
-import { DEAD_LETTER_REASONS, deadLetterBlobName, processCredential, type BatchResult, type DeadLetter, type DeadLetterReason, type EventOutcome, type StoredDeadLetter, type SyncEngine, type SyncSettings, type TwinEvent } from '../functions/src/public';
+import type { ContainerClient } from '@azure/storage-blob';
+import { DEAD_LETTER_REASONS, deadLetterBlobName, type BatchResult, type DeadLetter, type DeadLetterReason, type EventOutcome, type StoredDeadLetter, type SyncEngine, type TwinEvent } from '../functions/src/public';
 
 /** Landed dead letters are moved here (not deleted): an audit trail of what was redriven, outside the listing. */
 export const REDRIVEN_PREFIX = 'redriven/';
@@ -199,13 +199,4 @@ async function redriveGroup(opts: RedriveOptions, report: RedriveReport, tool: b
     if (report.samples.failedAgain.length < maxSamples) report.samples.failedAgain.push({ name, reason, detail: again?.detail ?? record.detail });
     if (!rewritten.has(name)) await opts.store.remove(name);
   }
-}
-
-/** The dead-letter container through @azure/storage-blob: Entra ID, or Azurite's connection string on loopback. */
-export function deadLetterContainer(settings: SyncSettings): ContainerClient {
-  if (settings.deadLetterEndpoint) {
-    return new ContainerClient(`${settings.deadLetterEndpoint.replace(/\/$/, '')}/${settings.deadLetterContainer}`, processCredential(settings.clientId));
-  }
-  // readSettings has already refused a connection string that is not Azurite on loopback.
-  return BlobServiceClient.fromConnectionString(settings.deadLetterConnectionString!).getContainerClient(settings.deadLetterContainer);
 }

@@ -2,7 +2,7 @@
  * The core's one public entry: what the CLI (tools/), the local run (local/) and the bench (bench/) use.
  * Nothing here registers a function (functions/src/index.ts does): importing it has no side effect.
  */
-export { BlobDeadLetterSink, deadLetterBlobName, fromConnectionString } from './adapters/blobDeadLetters';
+export { BlobDeadLetterSink, deadLetterBlobName } from './adapters/blobDeadLetters';
 export { MemoryAttemptCounter, type AttemptCounter } from './adapters/attemptCounter';
 export { CosmosTwinStore, stripSystemFields } from './adapters/cosmosStore';
 export { processCredential } from './adapters/credentials';
@@ -14,7 +14,7 @@ export { explain, ReplicaReader } from './client';
 export { makeSyncTwins, pairTriggerBatch, SYNC_RETRY, toRawEvents, type SyncTwinsHandler } from './handlers/syncTwins';
 export { makeVerifyRepair, type VerifyRepairHandler } from './handlers/verifyRepair';
 export { parseQuery, resolvePath, translate, type Expr } from './query';
-export { buildSyncRuntime, buildVerifyRuntime, createAttemptCounter, createCosmosClient, createTwinQuery, type BuildOptions, type SyncRuntime, type VerifyRuntime } from './runtime/build';
+export { buildSyncRuntime, buildVerifyRuntime, createAttemptCounter, createBlobContainer, createCosmosClient, createDeadLetterContainer, createTwinQuery, type BuildOptions, type SyncRuntime, type VerifyRuntime } from './runtime/build';
 export { ConfigError, hubHostName, isLoopback, parseHubHost, processEnv, readReplicaSettings, readSettings, readVerifySettings, type Env, type SyncSettings } from './runtime/settings';
 export { DEFAULT_QUERY_LAG_MS } from './scan/common';
 export { newBackfillState, runBackfill, type BackfillReport, type BackfillState } from './scan/backfill';

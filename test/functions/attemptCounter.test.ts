@@ -1,11 +1,11 @@
 import { BlobServiceClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attemptBlobName, BlobAttemptCounter, type BatchKey } from '../../functions/src/adapters/attemptCounter';
-import { BlobContainerRest, fromConnectionString } from '../../functions/src/adapters/blobDeadLetters';
+import { createBlobContainer } from '../../functions/src/runtime/build';
 import { startAzurite, type LocalBlob } from '../../testkit/servers';
 
 /**
- * The durable count of batch starts against Azurite (real Blob REST: conditional Put Blob with If-Match /
+ * The durable count of batch starts against Azurite through @azure/storage-blob (conditional Put Blob with If-Match /
  * If-None-Match, Create Container). Each `BlobAttemptCounter` stands for one Functions instance: a new one
  * is a new process that knows nothing but what the blob holds.
  */
@@ -20,8 +20,7 @@ afterAll(async () => {
 
 /** A fresh container per test (created by the counter itself on first use). */
 function instance(container: string): BlobAttemptCounter {
-  const { containerUrl, auth } = fromConnectionString(blob.connectionString, container);
-  return new BlobAttemptCounter(new BlobContainerRest(containerUrl, auth));
+  return new BlobAttemptCounter(createBlobContainer({ connectionString: blob.connectionString }, container));
 }
 
 const key = (firstSequence: string, partitionId = '0'): BatchKey => ({ eventHubName: 'iothub-events', consumerGroup: 'sync-twins', partitionId, firstSequence });

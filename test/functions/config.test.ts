@@ -39,10 +39,11 @@ describe('app settings', () => {
     expect(azure).toMatchObject({ attemptsEndpoint: 'https://host.blob.core.windows.net/', attemptsContainer: 'sync-attempts' });
     const counter = createAttemptCounter(azure);
     expect(counter).toBeInstanceOf(BlobAttemptCounter);
-    expect((counter as unknown as { blobs: { containerUrl: string } }).blobs.containerUrl).toBe('https://host.blob.core.windows.net/sync-attempts');
+    expect((counter as BlobAttemptCounter).container.url).toBe('https://host.blob.core.windows.net/sync-attempts');
     const { DEADLETTER_BLOB_ENDPOINT: _, ...noBlob } = base;
-    const local = readSettings({ ...noBlob, DEADLETTER_CONNECTION_STRING: 'AccountName=a;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:10000/a;', SYNC_ATTEMPTS_CONTAINER: 'tries' });
-    expect((createAttemptCounter(local) as unknown as { blobs: { containerUrl: string } }).blobs.containerUrl).toBe('http://127.0.0.1:10000/a/tries');
+    expect(() => readSettings({ ...noBlob, DEADLETTER_CONNECTION_STRING: 'AccountName=a;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:10000/a;' })).toThrow(/DefaultEndpointsProtocol/);
+    const local = readSettings({ ...noBlob, DEADLETTER_CONNECTION_STRING: 'DefaultEndpointsProtocol=http;AccountName=a;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:10000/a;', SYNC_ATTEMPTS_CONTAINER: 'tries' });
+    expect((createAttemptCounter(local) as BlobAttemptCounter).container.url).toBe('http://127.0.0.1:10000/a/tries');
     expect(createAttemptCounter(readSettings(base))).toBeUndefined();
   });
 

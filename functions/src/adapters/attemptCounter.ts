@@ -1,4 +1,5 @@
-import type { BlobContainerRest } from './blobDeadLetters';
+import type { ContainerClient } from '@azure/storage-blob';
+import { BLOB_REQUEST_TIMEOUT_MS, blobError, blobStatus } from './blobDeadLetters';
 
 /**
  * How many times a trigger batch has been started, counted somewhere that outlives the process.
@@ -52,38 +53,57 @@ export function attemptBlobName(key: BatchKey): string {
 export class BlobAttemptCounter implements AttemptCounter {
   private readonly known = new Map<string, { etag: string; state: PartitionState }>();
 
-  constructor(private readonly blobs: BlobContainerRest, private readonly now: () => Date = () => new Date()) {}
+  constructor(readonly container: ContainerClient, private readonly now: () => Date = () => new Date()) {}
 
   async start(key: BatchKey): Promise<number> {
     const name = attemptBlobName(key);
+    const blob = this.container.getBlockBlobClient(name);
     for (let round = 0; round < 5; round++) {
       let current = this.known.get(name);
-      if (!current) {
-        const got = await this.blobs.send('GET', name);
-        if (got.status === 200 && got.etag) current = { etag: got.etag, state: JSON.parse(got.text) as PartitionState };
-        else if (got.status !== 404) throw new Error(`Get Blob ${name} answered ${got.status}: ${got.text.slice(0, 300)}`);
-      }
+      if (!current) current = await this.read(name);
       const starts = current?.state.firstSequence === key.firstSequence ? current.state.starts + 1 : 1;
       const state: PartitionState = { firstSequence: key.firstSequence, starts, updatedAt: this.now().toISOString() };
-      const put = await this.blobs.send('PUT', name, {
-        body: JSON.stringify(state),
-        headers: { 'x-ms-blob-type': 'BlockBlob', 'content-type': 'application/json', ...(current ? { 'if-match': current.etag } : { 'if-none-match': '*' }) },
-      });
-      if (put.status === 201 && put.etag) {
+      const body = JSON.stringify(state);
+      try {
+        const put = await blob.upload(body, Buffer.byteLength(body), {
+          blobHTTPHeaders: { blobContentType: 'application/json' },
+          conditions: current ? { ifMatch: current.etag } : { ifNoneMatch: '*' },
+          abortSignal: AbortSignal.timeout(BLOB_REQUEST_TIMEOUT_MS),
+        });
+        if (!put.etag) throw new Error(`Put Blob ${name} answered without an ETag`);
         this.known.set(name, { etag: put.etag, state });
         return starts;
+      } catch (err) {
+        this.known.delete(name);
+        const status = blobStatus(err);
+        if (status === 404 && (err as { code?: string }).code === 'ContainerNotFound') {
+          // First use: the container is created here (the identity owns the account's blobs), not by the infra.
+          try {
+            await this.container.createIfNotExists({ abortSignal: AbortSignal.timeout(BLOB_REQUEST_TIMEOUT_MS) });
+          } catch (e) {
+            throw blobError('Create Container', undefined, e);
+          }
+          continue;
+        }
+        // 412 (another writer changed it) or 409 (created meanwhile): read again and count on top of it.
+        if (status !== 412 && status !== 409) throw blobError('Put Blob', name, err);
       }
-      this.known.delete(name);
-      if (put.status === 404 && /ContainerNotFound/.test(put.text)) {
-        // First use: the container is created here (the identity owns the account's blobs), not by the infra.
-        const created = await this.blobs.send('PUT', undefined, { query: { restype: 'container' } });
-        if (created.status !== 201 && created.status !== 409) throw new Error(`Create Container answered ${created.status}: ${created.text.slice(0, 300)}`);
-        continue;
-      }
-      // 412 (another writer changed it) or 409 (created meanwhile): read again and count on top of it.
-      if (put.status !== 412 && put.status !== 409) throw new Error(`Put Blob ${name} answered ${put.status}: ${put.text.slice(0, 300)}`);
     }
     throw new Error(`the attempt counter ${name} kept changing under this writer`);
+  }
+
+  /** The blob's state and ETag, or undefined when it (or its container) does not exist yet. */
+  private async read(name: string): Promise<{ etag: string; state: PartitionState } | undefined> {
+    try {
+      const got = await this.container.getBlobClient(name).download(0, undefined, { abortSignal: AbortSignal.timeout(BLOB_REQUEST_TIMEOUT_MS) });
+      const chunks: Buffer[] = [];
+      for await (const chunk of got.readableStreamBody!) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string));
+      if (!got.etag) throw new Error(`Get Blob ${name} answered without an ETag`);
+      return { etag: got.etag, state: JSON.parse(Buffer.concat(chunks).toString('utf8')) as PartitionState };
+    } catch (err) {
+      if (blobStatus(err) === 404) return undefined;
+      throw blobError('Get Blob', name, err);
+    }
   }
 }
 

@@ -1,7 +1,6 @@
 import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
 
 /** Scopes of the bearer tokens this project asks for. */
-export const STORAGE_SCOPE = 'https://storage.azure.com/.default';
 export const IOTHUB_SCOPE = 'https://iothubs.azure.net/.default';
 
 let credential: { clientId: string | undefined; credential: TokenCredential } | undefined;

@@ -2,9 +2,10 @@ import https from 'node:https';
 import { CosmosClient } from '@azure/cosmos';
 import type { TokenCredential } from '@azure/identity';
 import { BlobAttemptCounter, type AttemptCounter } from '../adapters/attemptCounter';
-import { BlobContainerRest, BlobDeadLetterSink, BlobReportStore, fromConnectionString, type BlobAuth, type ReportStore } from '../adapters/blobDeadLetters';
+import { BlobServiceClient, ContainerClient, type StoragePipelineOptions } from '@azure/storage-blob';
+import { BlobDeadLetterSink, BlobReportStore, type ReportStore } from '../adapters/blobDeadLetters';
 import { CosmosTwinStore } from '../adapters/cosmosStore';
-import { IOTHUB_SCOPE, processCredential, STORAGE_SCOPE, TokenCache } from '../adapters/credentials';
+import { IOTHUB_SCOPE, processCredential, TokenCache } from '../adapters/credentials';
 import { CosmosReplicaIndex } from '../adapters/replicaIndex';
 import { hubBudgets, RestTwinQuery, type TwinQuery } from '../adapters/twinQuery';
 import type { ReplicaIndex } from '../scan/verify';
@@ -73,20 +74,42 @@ export function createCosmosClient(settings: Pick<ReplicaSettings, 'cosmosEndpoi
   return new CosmosClient({ endpoint: settings.cosmosEndpoint, aadCredentials: credential ?? processCredential(settings.clientId) });
 }
 
-/** One Blob container of the settings' storage: the account endpoint with a token, or Azurite's connection string. */
-function blobContainer(endpoint: string | undefined, connectionString: string | undefined, container: string, tokens: () => TokenCache): { containerUrl: string; auth: BlobAuth } {
-  if (endpoint) return { containerUrl: `${endpoint.replace(/\/$/, '')}/${container}`, auth: { kind: 'token', getToken: tokens().getter(STORAGE_SCOPE) } };
-  // readSettings has already refused a connection string that is not Azurite on loopback.
-  if (connectionString) return fromConnectionString(connectionString, container);
+/**
+ * Blob requests: the SDK's own retries (exponential, for 5xx, 408, timeouts and network errors; never for
+ * 409/412, which the attempt counter handles), 30 s per try, at most 3 tries, so a dead-letter write fails
+ * within about 1.5 minutes and the invocation's retry policy takes over.
+ */
+const BLOB_PIPELINE: StoragePipelineOptions = { retryOptions: { maxTries: 3, tryTimeoutInMs: 30_000, maxRetryDelayInMs: 5_000 } };
+
+/**
+ * One Blob container of the settings' storage: the account endpoint with Entra ID (the SDK caches the token),
+ * or Azurite's connection string (Shared Key; readSettings has already refused one that is not on loopback).
+ */
+export function createBlobContainer(
+  storage: { endpoint?: string; connectionString?: string; clientId?: string },
+  container: string,
+  credential?: TokenCredential,
+): ContainerClient {
+  if (storage.endpoint) return new ContainerClient(`${storage.endpoint.replace(/\/$/, '')}/${container}`, credential ?? processCredential(storage.clientId), BLOB_PIPELINE);
+  if (storage.connectionString) return BlobServiceClient.fromConnectionString(storage.connectionString, BLOB_PIPELINE).getContainerClient(container);
   throw new ConfigError(`no Blob Storage configured for the ${container} container`);
 }
 
+/** The dead-letter account of the settings (dead letters, verify reports). */
+function deadLetterStorage(settings: SyncSettings) {
+  return { endpoint: settings.deadLetterEndpoint, connectionString: settings.deadLetterConnectionString, clientId: settings.clientId };
+}
+
 /** The durable count of batch starts (see adapters/attemptCounter.ts); undefined when no store is configured. */
-export function createAttemptCounter(settings: SyncSettings, tokens: () => TokenCache = lazyTokens(settings)): AttemptCounter | undefined {
-  if (!settings.attemptsEndpoint && !settings.deadLetterConnectionString) return undefined;
-  const endpoint = settings.attemptsEndpoint;
-  const { containerUrl, auth } = blobContainer(endpoint, endpoint ? undefined : settings.deadLetterConnectionString, settings.attemptsContainer, tokens);
-  return new BlobAttemptCounter(new BlobContainerRest(containerUrl, auth));
+export function createAttemptCounter(settings: SyncSettings, credential?: TokenCredential): AttemptCounter | undefined {
+  if (settings.attemptsEndpoint) return new BlobAttemptCounter(createBlobContainer({ endpoint: settings.attemptsEndpoint, clientId: settings.clientId }, settings.attemptsContainer, credential));
+  if (settings.deadLetterConnectionString) return new BlobAttemptCounter(createBlobContainer({ connectionString: settings.deadLetterConnectionString }, settings.attemptsContainer));
+  return undefined;
+}
+
+/** The dead-letter container (the engine's sink, the CLI's redrive). */
+export function createDeadLetterContainer(settings: SyncSettings, credential?: TokenCredential): ContainerClient {
+  return createBlobContainer(deadLetterStorage(settings), settings.deadLetterContainer, credential);
 }
 
 function lazyTokens(settings: Pick<ReplicaSettings, 'clientId'>, credential?: TokenCredential): () => TokenCache {
@@ -94,17 +117,13 @@ function lazyTokens(settings: Pick<ReplicaSettings, 'clientId'>, credential?: To
   return () => (cache ??= new TokenCache(credential ?? processCredential(settings.clientId)));
 }
 
-function buildEngine(settings: SyncSettings, options: BuildOptions, tokens: () => TokenCache): SyncEngine {
+function buildEngine(settings: SyncSettings, options: BuildOptions): SyncEngine {
   let store = options.store;
   if (!store) {
     const client = options.cosmosClient ?? createCosmosClient(settings, options.credential);
     store = new CosmosTwinStore(client.database(settings.cosmosDatabase).container(settings.cosmosContainer));
   }
-  let deadLetters = options.deadLetters;
-  if (!deadLetters) {
-    const { containerUrl, auth } = blobContainer(settings.deadLetterEndpoint, settings.deadLetterConnectionString, settings.deadLetterContainer, tokens);
-    deadLetters = new BlobDeadLetterSink(containerUrl, auth);
-  }
+  const deadLetters = options.deadLetters ?? new BlobDeadLetterSink(createDeadLetterContainer(settings, options.credential));
   return new SyncEngine({
     store: options.wrapStore ? options.wrapStore(store) : store,
     deadLetters: options.wrapDeadLetters ? options.wrapDeadLetters(deadLetters) : deadLetters,
@@ -120,9 +139,8 @@ export function createTwinQuery(options: { hostName: string; credential: TokenCr
 
 /** syncTwins' runtime (and the engine every tool writes through). */
 export function buildSyncRuntime(settings: SyncSettings, options: BuildOptions = {}): SyncRuntime {
-  const tokens = lazyTokens(settings, options.credential);
-  const attempts = options.attempts === null ? undefined : options.attempts ?? createAttemptCounter(settings, tokens);
-  return { engine: buildEngine(settings, options, tokens), attempts };
+  const attempts = options.attempts === null ? undefined : options.attempts ?? createAttemptCounter(settings, options.credential);
+  return { engine: buildEngine(settings, options), attempts };
 }
 
 /** verifyRepair's runtime: budgets follow the hub's tier (half of its throttles) unless overridden. */
@@ -130,13 +148,9 @@ export function buildVerifyRuntime(settings: VerifySettings, options: BuildOptio
   const tokens = lazyTokens(settings, options.credential);
   const client = options.cosmosClient ?? createCosmosClient(settings, options.credential);
   const budget = hubBudgets(settings.hubSku, settings.hubUnits, 0.5);
-  let reports = options.reports;
-  if (!reports) {
-    const { containerUrl, auth } = blobContainer(settings.deadLetterEndpoint, settings.deadLetterConnectionString, settings.reportsContainer, tokens);
-    reports = new BlobReportStore(containerUrl, auth);
-  }
+  const reports = options.reports ?? new BlobReportStore(createBlobContainer(deadLetterStorage(settings), settings.reportsContainer, options.credential));
   return {
-    engine: buildEngine(settings, { ...options, cosmosClient: client }, tokens),
+    engine: buildEngine(settings, { ...options, cosmosClient: client }),
     twinQuery: options.twinQuery ?? new RestTwinQuery({ hostName: settings.hub, getToken: tokens().getter(IOTHUB_SCOPE) }),
     replica: new CosmosReplicaIndex(client.database(settings.cosmosDatabase).container(settings.cosmosContainer)),
     reports,

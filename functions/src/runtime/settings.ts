@@ -98,7 +98,8 @@ export function parseStorageConnectionString(connectionString: string): { accoun
   })) as Record<string, string | undefined>;
   const accountName = parts.AccountName;
   const accountKey = parts.AccountKey;
-  if (!accountName || !accountKey) throw new ConfigError('the storage connection string needs AccountName and AccountKey');
+  // @azure/storage-blob reads a string without DefaultEndpointsProtocol as a SAS connection string.
+  if (!accountName || !accountKey || !parts.DefaultEndpointsProtocol) throw new ConfigError('DEADLETTER_CONNECTION_STRING needs DefaultEndpointsProtocol, AccountName and AccountKey (Azurite\'s form)');
   const blobEndpoint = parts.BlobEndpoint ?? `${parts.DefaultEndpointsProtocol ?? 'https'}://${accountName}.blob.${parts.EndpointSuffix ?? 'core.windows.net'}`;
   return { accountName, accountKey, blobEndpoint: blobEndpoint.replace(/\/$/, '') };
 }

@@ -1,4 +1,5 @@
 import { DocCache } from './cache';
+import { forEachConcurrently } from './concurrency';
 import { classify, type Classified } from './events';
 import { decodeDocId, encodeDocId } from './ids';
 import { StoreError, type DeadLetter, type DeadLetterFields, type DeadLetterSink, type StoredDoc, type TwinStore, type WriteOp, type WriteResult } from './ports';
@@ -282,7 +283,7 @@ export class SyncEngine {
           wasRead.add(g.id);
         }
       }
-      await this.forEachConcurrently(toRead, async (g) => {
+      await forEachConcurrently(toRead, this.concurrency, async (g) => {
         summary.reads++;
         try {
           current.set(g.id, await this.store.read(g.id, g.key.deviceId));
@@ -296,7 +297,7 @@ export class SyncEngine {
       // orphanedModule). One point read per first-seen module, none for devices or known modules.
       const devices = new Map<string, TwinDoc | undefined>();
       const orphans = pending.filter((g) => g.key.moduleId !== undefined && !failures.has(g.id) && current.get(g.id) === undefined);
-      await this.forEachConcurrently([...new Set(orphans.map((g) => g.key.deviceId))], async (deviceId) => {
+      await forEachConcurrently([...new Set(orphans.map((g) => g.key.deviceId))], this.concurrency, async (deviceId) => {
         const id = encodeDocId({ deviceId });
         const hit = this.cache.get(id);
         if (hit) return void devices.set(deviceId, hit.doc);
@@ -360,7 +361,7 @@ export class SyncEngine {
   /** For stores without a multi-document write: the same guarded writes, concurrently. */
   private async writeEach(ops: readonly WriteOp[]): Promise<WriteResult[]> {
     const out: WriteResult[] = new Array(ops.length);
-    await this.forEachConcurrently(ops.map((op, i) => ({ op, i })), async ({ op, i }) => {
+    await forEachConcurrently(ops.map((op, i) => ({ op, i })), this.concurrency, async ({ op, i }) => {
       try {
         out[i] = { stored: op.etag === undefined ? await this.store.create(op.doc) : await this.store.replace(op.doc, op.etag) };
       } catch (err) {
@@ -368,14 +369,6 @@ export class SyncEngine {
       }
     });
     return out;
-  }
-
-  private async forEachConcurrently<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
-    let next = 0;
-    const worker = async () => {
-      while (next < items.length) await fn(items[next++]);
-    };
-    await Promise.all(Array.from({ length: Math.min(this.concurrency, items.length) }, worker));
   }
 
   /**
