@@ -11,7 +11,7 @@ import { fixtureNames, loadFixture } from '../fixtures';
 
 /**
  * The exported handler, end to end: a real InvocationContext from @azure/functions, the real @azure/cosmos
- * SDK against the local Cosmos-compatible server, dead letters through Blob REST into Azurite. The
+ * SDK against the local Cosmos-compatible server, dead letters through @azure/storage-blob into Azurite. The
  * handler builds its engine from the same app settings it reads in Azure.
  */
 let cosmos: LocalCosmos;

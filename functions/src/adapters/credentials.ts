@@ -17,8 +17,8 @@ export function processCredential(clientId: string | undefined): TokenCredential
 }
 
 /**
- * A token per scope, renewed 5 minutes before it expires: the one token cache of the hand-written REST
- * clients (Blob REST, IoT Hub REST). The SDK clients (@azure/cosmos, @azure/storage-blob) cache their own.
+ * A token per scope, renewed 5 minutes before it expires: the token cache of the one hand-written REST
+ * client (IoT Hub, adapters/twinQuery.ts). The SDK clients (@azure/cosmos, @azure/storage-blob) cache their own.
  */
 export class TokenCache {
   private readonly tokens = new Map<string, { token: string; expiresOnTimestamp: number }>();
