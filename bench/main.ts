@@ -5,7 +5,8 @@
 import { writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { numberOption } from '../tools/options';
 import { render } from './report';
 import { runBench } from './run';
 import { DEFAULT_WORKLOAD, WORKLOADS, type WorkloadOptions } from './workload';
@@ -13,17 +14,12 @@ import { DEFAULT_WORKLOAD, WORKLOADS, type WorkloadOptions } from './workload';
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 function int(name: string, min = 0) {
-  return (v: string) => {
-    const n = Number(v.replace(/_/g, ''));
-    if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-    return n;
-  };
+  return numberOption({ integer: true, min, underscores: true }, name);
 }
 
+const sizeInKb = numberOption({ above: 0 }, 'a size in KB');
 function kb(v: string): number {
-  const n = Number(v);
-  if (!(n > 0)) throw new InvalidArgumentError('a size in KB > 0');
-  return Math.round(n * 1024);
+  return Math.round(sizeInKb(v) * 1024);
 }
 
 function list(v: string): number[] {

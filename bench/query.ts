@@ -17,7 +17,8 @@
  *    by running a query's `--explain` SQL in Data Explorer and reading its request charge (docs/query.md).
  */
 import { performance } from 'node:perf_hooks';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { numberOption } from '../tools/options';
 import { parseQuery, resolvePath, translate, type Expr } from '../functions/src/public';
 import { REPLICA_INDEXING_POLICY } from '../infra/constructs/cosmos';
 import { MICROSOFT_EXAMPLES } from '../test/fixtures/query/microsoftExamples';
@@ -114,14 +115,10 @@ function median(xs: number[]): number {
 async function main(): Promise<void> {
   const program = new Command('bench:query')
     .description('Translation overhead and estimated RU per documented IoT Hub example query on the replica.')
-    .option('--twins <n>', 'twins in the modelled replica', (v) => {
-      const n = Number(v.replace(/_/g, ''));
-      if (!Number.isSafeInteger(n) || n < 10) throw new InvalidArgumentError('an integer ≥ 10');
-      return n;
-    }, 100_000)
-    .option('--doc-kb <kb>', 'average replica document size in KB ($metadata included)', Number, 2)
-    .option('--ru-per-second <n>', 'throughput the replica queries may use', Number, 1000)
-    .option('--iterations <n>', 'translations timed per example', Number, 2000)
+    .option('--twins <n>', 'twins in the modelled replica', numberOption({ integer: true, min: 10, underscores: true }), 100_000)
+    .option('--doc-kb <kb>', 'average replica document size in KB ($metadata included)', numberOption({ above: 0 }), 2)
+    .option('--ru-per-second <n>', 'throughput the replica queries may use', numberOption({ above: 0 }), 1000)
+    .option('--iterations <n>', 'translations timed per example', numberOption({ integer: true, min: 1 }), 2000)
     .parse();
   const o = program.opts<{ twins: number; docKb: number; ruPerSecond: number; iterations: number }>();
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as functionsLib from '@azure/functions';
 import type { InvocationContext as InvocationContextType } from '@azure/functions';
+import { backoffDelay } from '../functions/src/public';
 import { toTrigger, type WireEvent } from '../testkit/events';
 
 // @azure/functions is CommonJS; under ESM loaders only some of its names are statically visible.
@@ -186,7 +187,7 @@ export class EventHubTrigger {
   /** Exponential backoff as the Functions retry policy: the minimum interval, doubling, capped at the maximum. */
   backoffMs(attempt: number): number {
     const { minimumIntervalMs, maximumIntervalMs } = this.o.retry;
-    return Math.min(maximumIntervalMs, minimumIntervalMs * 2 ** attempt) * (this.o.timeScale ?? 1);
+    return backoffDelay(attempt, { baseMs: minimumIntervalMs, maxMs: maximumIntervalMs }) * (this.o.timeScale ?? 1);
   }
 
   /** Reads every partition until nothing is left (partitions in turn). */

@@ -12,7 +12,8 @@
  */
 import { BlobServiceClient } from '@azure/storage-blob';
 import cliProgress from 'cli-progress';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { numberOption } from '../tools/options';
 import { CosmosReplicaIndex, CosmosTwinStore, SYNC_RETRY, buildSyncRuntime, createAttemptCounter, createCosmosClient, readSettings, stripSystemFields, type BackfillReport, type DeadLetter, type TwinDoc, type VerifyReport } from '../functions/src/public';
 import { telemetry } from '../testkit/events';
 import { CONTAINER, DATABASE, LOCAL_COSMOS_KEY, startAzurite, startLocalCosmos } from '../testkit/servers';
@@ -26,23 +27,10 @@ import { Rng } from './random';
 import { Workload } from './workload';
 import { runFirstFill, runTimerPass } from './attach';
 
-function int(min: number) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer ≥ ${min}`);
-    return n;
-  };
-}
-function rate(v: string): number {
-  const n = Number(v);
-  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('expected a probability between 0 and 1');
-  return n;
-}
-function nonNegative(v: string): number {
-  const n = Number(v);
-  if (!(n >= 0)) throw new InvalidArgumentError('expected a number ≥ 0');
-  return n;
-}
+const int = (min: number) => numberOption({ integer: true, min });
+/** A probability. */
+const rate = numberOption({ min: 0, max: 1 });
+const nonNegative = numberOption({ min: 0 });
 
 const program = new Command()
   .name('npm run local --')

@@ -5,6 +5,7 @@ import { DEAD_LETTER_REASONS, DEFAULT_QUERY_LAG_MS, ReplicaReader, buildSyncRunt
 import { defaultStatePath } from './backfillState';
 import { backfillCommand, queryCommand, redriveCommand, showCommand, verifyCommand, type ScanFlags } from './commands';
 import { createProgress } from './progress';
+import { numberOption } from './options';
 import { BlobDeadLetterStore } from './redrive';
 
 /** The engine every writing command goes through, built by the function app's own factory. */
@@ -27,21 +28,9 @@ function toolCredential(env: Env) {
 /** Exit codes: 0 done and consistent; 1 failed; 2 done, but discrepancies or dead letters remain; 130 interrupted. */
 export const EXIT = { ok: 0, failed: 1, remaining: 2, interrupted: 130 } as const;
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-function positiveNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
-  return n;
-}
-function nonNegative(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number ≥ 0');
-  return n;
-}
+const positiveInt = numberOption({ integer: true, min: 1 });
+const positiveNumber = numberOption({ above: 0 });
+const nonNegative = numberOption({ min: 0 });
 function isoTime(value: string): Date {
   const d = new Date(value);
   if (Number.isNaN(d.getTime())) throw new InvalidArgumentError('expected an ISO 8601 time, e.g. 2026-01-31T12:00Z');

@@ -15,10 +15,12 @@ export { makeSyncTwins, pairTriggerBatch, SYNC_RETRY, toRawEvents, type SyncTwin
 export { makeVerifyRepair, type VerifyRepairHandler } from './handlers/verifyRepair';
 export { parseQuery, resolvePath, translate, type Expr } from './query';
 export { buildSyncRuntime, buildVerifyRuntime, createAttemptCounter, createBlobContainer, createCosmosClient, createDeadLetterContainer, createTwinQuery, type BuildOptions, type SyncRuntime, type VerifyRuntime } from './runtime/build';
-export { ConfigError, hubHostName, isLoopback, parseHubHost, processEnv, readReplicaSettings, readSettings, readVerifySettings, type Env, type SyncSettings } from './runtime/settings';
+export { ConfigError, hubHostName, isLoopback, parseHubHost, parseNumber, processEnv, readReplicaSettings, readSettings, readVerifySettings, type Env, type NumberSpec, type SyncSettings } from './runtime/settings';
 export { DEFAULT_QUERY_LAG_MS } from './scan/common';
 export { newBackfillState, runBackfill, type BackfillReport, type BackfillState } from './scan/backfill';
 export { runVerify, type ReplicaIndex, type VerifyReport } from './scan/verify';
+export { backoffDelay, sleep, type Backoff } from './sync/backoff';
+export { forEachConcurrently } from './sync/concurrency';
 export { DocCache } from './sync/cache';
 export { SyncEngine, type BatchResult, type EventOutcome, type SyncSummary } from './sync/engine';
 export { classify } from './sync/events';

@@ -1,7 +1,8 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BlobAttemptCounter } from '../../functions/src/adapters/attemptCounter';
 import { createAttemptCounter, createCosmosClient, FunctionAppRuntime } from '../../functions/src/runtime/build';
-import { ConfigError, hubHostName, isLoopback, parseHubHost, readSettings, readVerifySettings } from '../../functions/src/runtime/settings';
+import { ConfigError, hubHostName, isLoopback, parseHubHost, parseNumber, readSettings, readVerifySettings } from '../../functions/src/runtime/settings';
 
 const base = {
   COSMOS_ENDPOINT: 'https://acct.documents.azure.com:443/',
@@ -130,5 +131,23 @@ describe('token audience: bearer tokens go only to Azure hosts of the right kind
     }
     expect(() => readVerifySettings({ ...base, IOTHUB_HOSTNAME: 'evil.com' })).toThrow(/azure-devices\.net/);
     expect(hubHostName('myhub.azure-devices.net', {})).toBe('myhub.azure-devices.net');
+  });
+});
+
+describe('the one number parser (settings and command-line options)', () => {
+  it('accepts exactly the numbers inside the bounds, and says what it expected otherwise', () => {
+    fc.assert(fc.property(fc.integer({ min: -1000, max: 1000 }), fc.integer({ min: -5, max: 5 }), (n, min) => {
+      const r = parseNumber(String(n), { integer: true, min });
+      expect('value' in r ? r.value : undefined).toBe(n >= min ? n : undefined);
+    }));
+    fc.assert(fc.property(fc.double({ noNaN: true, min: -10, max: 10 }), (x) => {
+      const r = parseNumber(String(x), { min: 0, max: 1 });
+      expect('value' in r).toBe(x >= 0 && x <= 1);
+    }));
+    expect(parseNumber('1.5', { integer: true, min: 1 })).toEqual({ problem: 'must be a positive integer, got "1.5"' });
+    expect(parseNumber('', { above: 0 })).toEqual({ problem: 'must be a positive number, got ""' });
+    expect(parseNumber('2', { min: 0, max: 1 })).toEqual({ problem: 'must be a number ≥ 0 and ≤ 1, got "2"' });
+    expect(parseNumber('100_000', { integer: true, min: 10, underscores: true })).toEqual({ value: 100_000 });
+    expect('problem' in parseNumber('100_000', { integer: true })).toBe(true);
   });
 });

@@ -1,4 +1,5 @@
 import type { Container, OperationInput, OperationResponse } from '@azure/cosmos';
+import { backoffDelay, sleep } from '../sync/backoff';
 import { bulkRetryAfterMs, forgetFailedRoutingMap } from './cosmosInternals';
 import { StoreError, type StoredDoc, type TwinStore, type WriteOp, type WriteResult } from '../sync/ports';
 import type { TwinDoc } from '../sync/types';
@@ -87,12 +88,12 @@ export class CosmosTwinStore implements TwinStore {
           results[index] = { stored: { doc: op.doc, etag: r.eTag ?? '' } };
         } else if (status === 429 && attempt < BULK_THROTTLE_RETRIES) {
           throttled.push({ op, index });
-          waitMs = Math.max(waitMs, bulkRetryAfterMs(r) ?? 100 * 2 ** attempt);
+          waitMs = Math.max(waitMs, bulkRetryAfterMs(r) ?? backoffDelay(attempt, { baseMs: 100, maxMs: 5_000 }));
         } else {
           results[index] = { error: toStoreError({ code: status, message: `bulk ${input[i].operationType} of ${op.doc.id} answered ${status ?? 'nothing'}` }) };
         }
       });
-      if (throttled.length > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(waitMs, 5_000)));
+      if (throttled.length > 0) await sleep(Math.min(waitMs, 5_000));
       pending = throttled;
     }
     return results;

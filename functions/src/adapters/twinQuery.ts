@@ -1,5 +1,6 @@
 import https from 'node:https';
 import { parseHubHost } from '../runtime/settings';
+import { backoffDelay, sleep } from '../sync/backoff';
 import type { DocKey, JsonObject } from '../sync/types';
 
 /**
@@ -137,7 +138,7 @@ export class QueryPager {
     this.maxAttempts = Math.max(1, options.maxAttempts ?? 8);
     this.backoffMs = options.backoffMs ?? 5_000;
     this.maxBackoffMs = options.maxBackoffMs ?? 60_000;
-    this.sleep = options.sleep ?? abortableSleep;
+    this.sleep = options.sleep ?? sleep;
     this.now = options.now ?? Date.now;
   }
 
@@ -184,8 +185,7 @@ export class QueryPager {
           throw new TwinQueryError(`${what} failed after ${attempt} attempt(s)${e.status ? ` (HTTP ${e.status})` : ''}: ${e.message}`, e.status, e.retryAfterMs);
         }
         this.stats.retries++;
-        const exp = Math.min(this.maxBackoffMs, this.backoffMs * 2 ** (attempt - 1));
-        const wait = Math.max(e.retryAfterMs ?? 0, Math.round(exp * (0.8 + Math.random() * 0.4)));
+        const wait = Math.max(e.retryAfterMs ?? 0, backoffDelay(attempt - 1, { baseMs: this.backoffMs, maxMs: this.maxBackoffMs, jitter: 0.2 }));
         this.options.onWait?.(wait, e.throttled ? 'throttled' : 'transient', e);
         await this.wait(wait);
       }
@@ -206,21 +206,6 @@ export class QueryPager {
     this.stats.waitedMs += ms;
     await this.sleep(ms, this.options.signal);
   }
-}
-
-export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** Retry-After in seconds or as an HTTP date. */

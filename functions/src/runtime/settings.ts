@@ -104,16 +104,40 @@ export function parseStorageConnectionString(connectionString: string): { accoun
   return { accountName, accountKey, blobEndpoint: blobEndpoint.replace(/\/$/, '') };
 }
 
+/** What a number must be: whole or not, and its bounds (`min` inclusive unless `above` is set). */
+export interface NumberSpec {
+  integer?: boolean;
+  /** Inclusive lower bound. */
+  min?: number;
+  /** Exclusive lower bound. */
+  above?: number;
+  /** Inclusive upper bound. */
+  max?: number;
+  /** Accepts `100_000` as 100000 (bench sizes). */
+  underscores?: boolean;
+}
+
 /**
- * A positive number from its text; whole numbers only unless `fractional`. The one number parser of the
- * app settings and the CLI's options: it answers the problem in words instead of throwing, so each caller
- * reports it its own way (a list of setting problems, commander's InvalidArgumentError).
+ * A number from its text, checked against `spec`. The one number parser of the app settings and of the
+ * command lines (twin-replica, npm run local, npm run bench: tools/options.ts): it answers the problem in
+ * words instead of throwing, so each caller reports it its own way (a list of setting problems,
+ * commander's InvalidArgumentError).
  */
-export function parsePositive(raw: string, opts: { fractional?: boolean; zero?: boolean } = {}): { value: number } | { problem: string } {
-  const n = raw.trim() === '' ? NaN : Number(raw);
-  const whole = opts.fractional ? Number.isFinite(n) : Number.isSafeInteger(n);
-  if (whole && (n > 0 || (opts.zero && n === 0))) return { value: n };
-  return { problem: `must be a ${opts.zero ? 'non-negative' : 'positive'} ${opts.fractional ? 'number' : 'integer'}, got ${JSON.stringify(raw)}` };
+export function parseNumber(raw: string, spec: NumberSpec = {}): { value: number } | { problem: string } {
+  const text = spec.underscores ? raw.replace(/_/g, '') : raw;
+  const n = text.trim() === '' ? NaN : Number(text);
+  const kind = spec.integer ? 'an integer' : 'a number';
+  const bounds = [
+    spec.above !== undefined ? `> ${spec.above}` : spec.min !== undefined ? `≥ ${spec.min}` : undefined,
+    spec.max !== undefined ? `≤ ${spec.max}` : undefined,
+  ].filter(Boolean).join(' and ');
+  const ok = (spec.integer ? Number.isSafeInteger(n) : Number.isFinite(n))
+    && (spec.above === undefined || n > spec.above)
+    && (spec.min === undefined || n >= spec.min)
+    && (spec.max === undefined || n <= spec.max);
+  const positive = spec.max === undefined && ((spec.integer && spec.min === 1 && spec.above === undefined) || (!spec.integer && spec.above === 0));
+  const what = positive ? `a positive ${spec.integer ? 'integer' : 'number'}` : `${kind}${bounds ? ` ${bounds}` : ''}`;
+  return ok ? { value: n } : { problem: `must be ${what}, got ${JSON.stringify(raw)}` };
 }
 
 /** Reads settings by name and collects every problem; `done` throws them together. */
@@ -137,9 +161,9 @@ class SettingsReader {
   positive(name: AppSettingName, opts: { fractional?: boolean } = {}): number | undefined {
     const raw = this.text(name);
     if (raw === undefined) return undefined;
-    const r = parsePositive(raw, opts);
+    const r = parseNumber(raw, opts.fractional ? { above: 0 } : { integer: true, min: 1 });
     if ('problem' in r) {
-      this.problems.push(`${name} ${r.problem}`);
+      this.problems.push(`${name} must be a positive ${opts.fractional ? 'number' : 'integer'}, got ${JSON.stringify(raw)}`);
       return undefined;
     }
     return r.value;

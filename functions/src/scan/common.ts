@@ -2,6 +2,7 @@
  * What the backfill (scan/backfill.ts) and verify (scan/verify.ts) share: the twin queries, snapshot
  * dating, applying parsed changes through the engine with retries, and the query counters.
  */
+import { backoffDelay, sleep as wait } from '../sync/backoff';
 import type { BatchResult, SyncEngine } from '../sync/engine';
 import type { DocKey, JsonObject, TwinEvent } from '../sync/types';
 import type { QueryPager } from '../adapters/twinQuery';
@@ -64,12 +65,12 @@ export interface ApplyStats {
  */
 export async function applyWithRetry(engine: SyncEngine, events: TwinEvent[], source: string, opts: { attempts?: number; backoffMs?: number; sleep?: (ms: number) => Promise<void> } = {}): Promise<BatchResult> {
   const attempts = opts.attempts ?? 4;
-  const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const sleep = opts.sleep ?? wait;
   for (let attempt = 0; ; attempt++) {
     const result = await engine.applyTwinEvents(events, { isLastAttempt: false, attempt, source });
     if (!result.failure) return result;
     if (attempt + 1 >= attempts) throw new Error(`writing to the replica failed ${attempts} times: ${result.failure.message}`, { cause: result.failure });
-    await sleep((opts.backoffMs ?? 1000) * 2 ** attempt);
+    await sleep(backoffDelay(attempt, { baseMs: opts.backoffMs ?? 1000, maxMs: Number.POSITIVE_INFINITY }));
   }
 }
 
