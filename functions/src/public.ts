@@ -3,7 +3,7 @@
  * Nothing here registers a function (functions/src/index.ts does): importing it has no side effect.
  */
 export { BlobDeadLetterSink, deadLetterBlobName } from './adapters/blobDeadLetters';
-export { MemoryAttemptCounter, type AttemptCounter } from './adapters/attemptCounter';
+export type { AttemptCounter } from './adapters/attemptCounter';
 export { CosmosTwinStore, stripSystemFields } from './adapters/cosmosStore';
 export { processCredential } from './adapters/credentials';
 export { MemoryDeadLetterSink } from './adapters/memoryDeadLetters';

@@ -1,6 +1,6 @@
 import { InvocationContext, type RetryContext } from '@azure/functions';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryAttemptCounter } from '../../functions/src/adapters/attemptCounter';
+import { MemoryAttemptCounter } from '../../testkit/attempts';
 import { MemoryDeadLetterSink } from '../../functions/src/adapters/memoryDeadLetters';
 import { MemoryTwinStore } from '../../functions/src/adapters/memoryStore';
 import { LAST_RESORT_PREFIX, SUMMARY_PREFIX, TRACE_MESSAGE_LIMIT } from '../../functions/src/runtime/contracts';

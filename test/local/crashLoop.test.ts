@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryAttemptCounter } from '../../functions/src/adapters/attemptCounter';
+import { MemoryAttemptCounter } from '../../testkit/attempts';
 import { MemoryDeadLetterSink } from '../../functions/src/adapters/memoryDeadLetters';
 import { MemoryTwinStore } from '../../functions/src/adapters/memoryStore';
 import { SYNC_RETRY } from '../../functions/src/handlers/syncTwins';

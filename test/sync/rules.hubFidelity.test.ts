@@ -4,7 +4,8 @@ import { MemoryTwinStore } from '../../functions/src/adapters/memoryStore';
 import { SyncEngine } from '../../functions/src/sync/engine';
 import { classify } from '../../functions/src/sync/events';
 import { encodeDocId } from '../../functions/src/sync/ids';
-import { applyEvent, foldEvents } from '../../functions/src/sync/rules';
+import { applyEvent } from '../../functions/src/sync/rules';
+import { foldEvents } from './fold';
 import type { RawEvent, TwinEvent } from '../../functions/src/sync/types';
 import { connection, created, deleted, fullTwin, opTimestamp, toTrigger, twinUpdate, type WireEvent } from '../../testkit/events';
 

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { applyEvent, foldEvents } from '../../functions/src/sync/rules';
+import { applyEvent } from '../../functions/src/sync/rules';
+import { foldEvents } from './fold';
 import type { TwinDoc, TwinEvent } from '../../functions/src/sync/types';
 import { deliverWithReplays, hubOpArb, rewindsArb, runHub, type HubState } from './hubModel';
 

@@ -97,25 +97,12 @@ export class BlobAttemptCounter implements AttemptCounter {
     try {
       const got = await this.container.getBlobClient(name).download(0, undefined, { abortSignal: AbortSignal.timeout(BLOB_REQUEST_TIMEOUT_MS) });
       const chunks: Buffer[] = [];
-      for await (const chunk of got.readableStreamBody!) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string));
+      for await (const chunk of got.readableStreamBody!) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
       if (!got.etag) throw new Error(`Get Blob ${name} answered without an ETag`);
       return { etag: got.etag, state: JSON.parse(Buffer.concat(chunks).toString('utf8')) as PartitionState };
     } catch (err) {
       if (blobStatus(err) === 404) return undefined;
       throw blobError('Get Blob', name, err);
     }
-  }
-}
-
-/** In memory: for tests, the bench and the local run, where one object outlives the simulated host processes. */
-export class MemoryAttemptCounter implements AttemptCounter {
-  readonly partitions = new Map<string, { firstSequence: string; starts: number }>();
-
-  async start(key: BatchKey): Promise<number> {
-    const name = attemptBlobName(key);
-    const current = this.partitions.get(name);
-    const starts = current?.firstSequence === key.firstSequence ? current.starts + 1 : 1;
-    this.partitions.set(name, { firstSequence: key.firstSequence, starts });
-    return starts;
   }
 }

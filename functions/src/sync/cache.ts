@@ -39,11 +39,6 @@ export class DocCache {
     }
   }
 
-  clear(): void {
-    this.map.clear();
-    this.bytes = 0;
-  }
-
   get size(): number {
     return this.map.size;
   }

@@ -83,8 +83,6 @@ interface Group {
 
 type ItemResult = Outcome | { deadLetter: DeadLetterReason; detail: string };
 
-class TransientFailure extends Error {}
-
 export class SyncEngine {
   readonly store: TwinStore;
   readonly deadLetterSink: DeadLetterSink;
@@ -269,7 +267,7 @@ export class SyncEngine {
     let pending = groups;
     for (let round = 0; pending.length > 0; round++) {
       if (round >= this.maxConflicts) {
-        for (const g of pending) failures.set(g.id, new TransientFailure(`${round} write conflicts on ${g.id}`));
+        for (const g of pending) failures.set(g.id, new Error(`${round} write conflicts on ${g.id}`));
         break;
       }
       const current = new Map<string, StoredDoc | undefined>();

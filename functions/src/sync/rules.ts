@@ -335,15 +335,3 @@ function withContent(previous: TwinDoc, next: TwinDoc, ts: string | undefined, e
   if (extra.createdAt === undefined && previous.replica.createdAt !== undefined) next.replica.createdAt = previous.replica.createdAt;
   return prune(next);
 }
-
-/** Folds a document's events in order; returns the final document and each event's outcome. */
-export function foldEvents(doc: TwinDoc | undefined, events: readonly TwinEvent[], options: RuleOptions = {}, context: FoldContext = {}): { doc: TwinDoc | undefined; outcomes: Outcome[] } {
-  const outcomes: Outcome[] = [];
-  let current = doc;
-  for (const event of events) {
-    const r = applyEvent(current, event, options, context);
-    current = r.doc;
-    outcomes.push(r.outcome);
-  }
-  return { doc: current, outcomes };
-}
