@@ -15,7 +15,8 @@ export { makeSyncTwins, pairTriggerBatch, SYNC_RETRY, toRawEvents, type SyncTwin
 export { makeVerifyRepair, type VerifyRepairHandler } from './handlers/verifyRepair';
 export { parseQuery, resolvePath, translate, type Expr } from './query';
 export { buildSyncRuntime, buildVerifyRuntime, createAttemptCounter, createBlobContainer, createCosmosClient, createDeadLetterContainer, createTwinQuery, type BuildOptions, type SyncRuntime, type VerifyRuntime } from './runtime/build';
-export { ConfigError, hubHostName, isLoopback, parseHubHost, parseNumber, processEnv, readReplicaSettings, readSettings, readVerifySettings, type Env, type NumberSpec, type SyncSettings } from './runtime/settings';
+export { isLoopback, parseHubHost } from './adapters/endpoints';
+export { ConfigError, hubHostName, parseNumber, processEnv, readReplicaSettings, readSettings, readVerifySettings, type Env, type NumberSpec, type SyncSettings } from './runtime/settings';
 export { DEFAULT_QUERY_LAG_MS } from './scan/common';
 export { newBackfillState, runBackfill, type BackfillReport, type BackfillState } from './scan/backfill';
 export { runVerify, type ReplicaIndex, type VerifyReport } from './scan/verify';

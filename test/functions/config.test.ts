@@ -2,7 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BlobAttemptCounter } from '../../functions/src/adapters/attemptCounter';
 import { createAttemptCounter, createCosmosClient, FunctionAppRuntime } from '../../functions/src/runtime/build';
-import { ConfigError, hubHostName, isLoopback, parseHubHost, parseNumber, readSettings, readVerifySettings } from '../../functions/src/runtime/settings';
+import { isLoopback, parseHubHost } from '../../functions/src/adapters/endpoints';
+import { ConfigError, hubHostName, parseNumber, readSettings, readVerifySettings } from '../../functions/src/runtime/settings';
 
 const base = {
   COSMOS_ENDPOINT: 'https://acct.documents.azure.com:443/',

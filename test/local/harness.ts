@@ -1,7 +1,7 @@
 import https from 'node:https';
 import { CosmosClient, type Container } from '@azure/cosmos';
 import fc from 'fast-check';
-import { isLoopback } from '../../functions/src/runtime/settings';
+import { isLoopback } from '../../functions/src/adapters/endpoints';
 import { CosmosTwinStore, stripSystemFields } from '../../functions/src/adapters/cosmosStore';
 import { MemoryDeadLetterSink } from '../../functions/src/adapters/memoryDeadLetters';
 import { SYNC_RETRY, toRawEvents } from '../../functions/src/handlers/syncTwins';

@@ -1,5 +1,5 @@
 import https from 'node:https';
-import { parseHubHost } from '../runtime/settings';
+import { parseHubHost } from './endpoints';
 import { backoffDelay, sleep } from '../sync/backoff';
 import type { DocKey, JsonObject } from '../sync/types';
 

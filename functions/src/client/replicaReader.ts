@@ -3,7 +3,7 @@ import type { CosmosClient, Container } from '@azure/cosmos';
 import type { TokenCredential } from '@azure/identity';
 import { stripSystemFields } from '../adapters/cosmosStore';
 import { createCosmosClient } from '../runtime/build';
-import { isLoopback } from '../runtime/settings';
+import { isLoopback } from '../adapters/endpoints';
 import { translate, type CosmosQuery, type Plan } from '../query';
 import { encodeDocId } from '../sync/ids';
 import type { Json, JsonObject, TwinDoc } from '../sync/types';

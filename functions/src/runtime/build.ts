@@ -11,7 +11,8 @@ import { hubBudgets, RestTwinQuery, type TwinQuery } from '../adapters/twinQuery
 import type { ReplicaIndex } from '../scan/verify';
 import { SyncEngine } from '../sync/engine';
 import type { DeadLetterSink, TwinStore } from '../sync/ports';
-import { ConfigError, isLoopback, processEnv, readSettings, readVerifySettings, type Env, type ReplicaSettings, type SyncSettings, type VerifySettings } from './settings';
+import { isLoopback } from '../adapters/endpoints';
+import { ConfigError, processEnv, readSettings, readVerifySettings, type Env, type ReplicaSettings, type SyncSettings, type VerifySettings } from './settings';
 
 /**
  * The composition root: settings in, the runtime out (credential, Cosmos client, store, dead-letter sink,
