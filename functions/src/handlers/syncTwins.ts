@@ -37,7 +37,7 @@ export interface PairedBatch {
  * a guessed pairing.
  */
 export function pairTriggerBatch(messages: unknown, triggerMetadata: Record<string, unknown> | undefined): PairedBatch {
-  const list = Array.isArray(messages) ? messages : [messages];
+  const list: unknown[] = Array.isArray(messages) ? messages : [messages];
   const props = Array.isArray(triggerMetadata?.propertiesArray) ? triggerMetadata.propertiesArray : undefined;
   const sys = Array.isArray(triggerMetadata?.systemPropertiesArray) ? triggerMetadata.systemPropertiesArray : undefined;
   const counts = [props?.length, sys?.length].filter((n): n is number => n !== undefined);
@@ -58,7 +58,7 @@ export function toRawEvents(messages: unknown, triggerMetadata: Record<string, u
 
 function partitionContextOf(triggerMetadata: Record<string, unknown> | undefined) {
   const pc = asRecord(triggerMetadata?.partitionContext);
-  const text = (v: unknown) => (v === undefined || v === null ? undefined : String(v));
+  const text = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? String(v) : undefined);
   return {
     partitionId: text(pc?.partitionId ?? pc?.PartitionId),
     eventHubName: text(pc?.eventHubName ?? pc?.EventHubName),
@@ -68,8 +68,8 @@ function partitionContextOf(triggerMetadata: Record<string, unknown> | undefined
 
 function firstSequenceOf(events: readonly RawEvent[], triggerMetadata: Record<string, unknown> | undefined): string | undefined {
   const sys = events[0]?.systemProperties;
-  const seq = sys?.sequenceNumber ?? sys?.['x-opt-sequence-number'] ?? (Array.isArray(triggerMetadata?.sequenceNumberArray) ? triggerMetadata.sequenceNumberArray[0] : undefined);
-  return seq === undefined || seq === null ? undefined : String(seq);
+  const seq: unknown = sys?.sequenceNumber ?? sys?.['x-opt-sequence-number'] ?? (Array.isArray(triggerMetadata?.sequenceNumberArray) ? (triggerMetadata.sequenceNumberArray as unknown[])[0] : undefined);
+  return typeof seq === 'string' || typeof seq === 'number' || typeof seq === 'bigint' ? String(seq) : undefined;
 }
 
 const LAST_RESORT_FIELD_CHARS = 1024;
@@ -109,7 +109,7 @@ export function makeSyncTwins(runtime: () => SyncRuntime): SyncTwinsHandler {
 
 async function handleBatch({ engine, attempts }: SyncRuntime, messages: unknown[], context: InvocationContext): Promise<SyncSummary> {
   const retry = context.retryContext;
-  const meta = context.triggerMetadata as Record<string, unknown> | undefined;
+  const meta = context.triggerMetadata;
   const batch = pairTriggerBatch(messages, meta);
   const where = partitionContextOf(meta);
 
