@@ -6,7 +6,6 @@ import type { TwinQuery } from '../../functions/src/adapters/twinQuery';
 import type { SyncEngine } from '../../functions/src/sync/engine';
 import { backfillCommand, verifyCommand, type ScanFlags } from '../../tools/commands';
 import { createTwinQuery } from '../../functions/src/runtime/build';
-import type { RestTwinQuery } from '../../functions/src/adapters/twinQuery';
 import { created, deleted, opTimestamp, toTrigger, twinUpdate, type WireEvent } from '../../testkit/events';
 import { startToolEnv, type ToolEnv } from './env';
 
