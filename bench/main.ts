@@ -66,7 +66,7 @@ if (!preset) program.error(`unknown workload ${o.workload}: ${Object.keys(WORKLO
 const explicit = (name: string) => program.getOptionValueSource(name) === 'cli';
 /** A flag given on the command line wins over the preset, the preset over the default. */
 const pick = <K extends keyof WorkloadOptions>(flag: string, key: K, value: WorkloadOptions[K]): WorkloadOptions[K] =>
-  explicit(flag) || preset[key] === undefined ? value : (preset[key] as WorkloadOptions[K]);
+  explicit(flag) || preset[key] === undefined ? value : (preset[key]);
 
 const workload: WorkloadOptions & { name: string } = {
   name: o.workload,

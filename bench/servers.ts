@@ -106,7 +106,7 @@ export async function startServersInProcess(opts: ServerOptions = {}): Promise<B
   // Prepended so that the response is wrapped before the server's own handler writes it.
   server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
     const isBulk = /^true$/i.test(String(req.headers['x-ms-cosmos-is-batch-request'] ?? ''));
-    const kind = isBulk ? 'bulk' : classifyRequest(req.method ?? '', req.url ?? '', req.headers as Record<string, unknown>);
+    const kind = isBulk ? 'bulk' : classifyRequest(req.method ?? '', req.url ?? '', req.headers);
     const requestBytes = Number(req.headers['content-length'] ?? 0) || 0;
     let responseBytes = 0;
     // Bulk requests carry many operations: keep both bodies to price each operation on its own.

@@ -249,7 +249,7 @@ export class PerEventStrategy {
   async handle(messages: unknown[], context: InvocationContext): Promise<void> {
     const t = this.tally;
     t.invocations++;
-    const raws = toRawEvents(messages, context.triggerMetadata as Record<string, unknown>);
+    const raws = toRawEvents(messages, context.triggerMetadata);
     t.received += raws.length;
     for (const [i, raw] of raws.entries()) {
       const c = classify(raw);
@@ -326,7 +326,7 @@ export class CachedPerEventStrategy {
   async handle(messages: unknown[], context: InvocationContext): Promise<void> {
     const t = this.tally;
     t.invocations++;
-    const raws = toRawEvents(messages, context.triggerMetadata as Record<string, unknown>);
+    const raws = toRawEvents(messages, context.triggerMetadata);
     t.received += raws.length;
     const byDoc = new Map<string, TwinEvent[]>();
     const poison: DeadLetter[] = [];

@@ -531,12 +531,12 @@ function applyData(data: Obj, meta: Obj | undefined, patch: Obj, stamp: (node: O
       }
       const childMeta = meta ? (meta[k] as Obj) : undefined;
       if (childMeta) stamp(childMeta);
-      applyData(data[k] as Obj, childMeta, v, stamp);
+      applyData(data[k], childMeta, v, stamp);
     } else {
       data[k] = clone(v);
       if (meta) {
         meta[k] = {};
-        stamp(meta[k] as Obj);
+        stamp(meta[k]);
       }
     }
   }
@@ -593,7 +593,7 @@ function addTouched(out: Obj, sent: Obj, pre: Obj | undefined, post: Obj): void 
     } else if (isObj(v) && isObj(post[k])) {
       if (!(k in out)) out[k] = {};
       const child = out[k];
-      if (isObj(child)) addTouched(child, v, isObj(pre?.[k]) ? (pre![k] as Obj) : undefined, post[k] as Obj);
+      if (isObj(child)) addTouched(child, v, isObj(pre?.[k]) ? (pre[k]) : undefined, post[k]);
     } else if (!(k in out)) {
       out[k] = clone(post[k]);
     }
@@ -605,7 +605,7 @@ export function composeKeyByKey(sent: readonly Obj[]): Obj {
   const out: Obj = {};
   const merge = (into: Obj, patch: Obj) => {
     for (const [k, v] of Object.entries(patch)) {
-      if (isObj(v) && isObj(into[k])) merge(into[k] as Obj, v);
+      if (isObj(v) && isObj(into[k])) merge(into[k], v);
       else into[k] = clone(v);
     }
   };

@@ -68,23 +68,23 @@ const FUNCS: Record<string, (...a: V[]) => V> = {
   IS_OBJECT: (v) => typeOf(v) === 'object',
   IS_ARRAY: (v) => Array.isArray(v),
   IS_PRIMITIVE: (v) => v === null || ['string', 'number', 'boolean'].includes(typeof v),
-  STARTSWITH: (a, b) => (str(a) && str(b) ? (a as string).startsWith(b as string) : undefined),
-  ENDSWITH: (a, b) => (str(a) && str(b) ? (a as string).endsWith(b as string) : undefined),
-  CONTAINS: (a, b) => (str(a) && str(b) ? (a as string).includes(b as string) : undefined),
-  INDEX_OF: (a, b) => (str(a) && str(b) ? (a as string).indexOf(b as string) : undefined),
-  LENGTH: (a) => (str(a) ? (a as string).length : undefined),
-  LOWER: (a) => (str(a) ? (a as string).toLowerCase() : undefined),
-  UPPER: (a) => (str(a) ? (a as string).toUpperCase() : undefined),
+  STARTSWITH: (a, b) => (str(a) && str(b) ? (a).startsWith(b) : undefined),
+  ENDSWITH: (a, b) => (str(a) && str(b) ? (a).endsWith(b) : undefined),
+  CONTAINS: (a, b) => (str(a) && str(b) ? (a).includes(b) : undefined),
+  INDEX_OF: (a, b) => (str(a) && str(b) ? (a).indexOf(b) : undefined),
+  LENGTH: (a) => (str(a) ? (a).length : undefined),
+  LOWER: (a) => (str(a) ? (a).toLowerCase() : undefined),
+  UPPER: (a) => (str(a) ? (a).toUpperCase() : undefined),
   CONCAT: (...a) => (a.every(str) ? a.join('') : undefined),
-  SUBSTRING: (s, start, len) => (str(s) && num(start) && (len === undefined || num(len)) ? (s as string).substr(start as number, len === undefined ? undefined : (len as number)) : undefined),
-  ABS: (x) => (num(x) ? Math.abs(x as number) : undefined),
-  EXP: (x) => (num(x) ? Math.exp(x as number) : undefined),
-  POWER: (x, y) => (num(x) && num(y) ? Math.pow(x as number, y as number) : undefined),
-  SQUARE: (x) => (num(x) ? (x as number) * (x as number) : undefined),
-  CEILING: (x) => (num(x) ? Math.ceil(x as number) : undefined),
-  FLOOR: (x) => (num(x) ? Math.floor(x as number) : undefined),
-  SIGN: (x) => (num(x) ? Math.sign(x as number) : undefined),
-  SQRT: (x) => (num(x) ? Math.sqrt(x as number) : undefined),
+  SUBSTRING: (s, start, len) => (str(s) && num(start) && (len === undefined || num(len)) ? (s).substr(start, len === undefined ? undefined : (len)) : undefined),
+  ABS: (x) => (num(x) ? Math.abs(x) : undefined),
+  EXP: (x) => (num(x) ? Math.exp(x) : undefined),
+  POWER: (x, y) => (num(x) && num(y) ? Math.pow(x, y) : undefined),
+  SQUARE: (x) => (num(x) ? (x) * (x) : undefined),
+  CEILING: (x) => (num(x) ? Math.ceil(x) : undefined),
+  FLOOR: (x) => (num(x) ? Math.floor(x) : undefined),
+  SIGN: (x) => (num(x) ? Math.sign(x) : undefined),
+  SQRT: (x) => (num(x) ? Math.sqrt(x) : undefined),
 };
 FUNCS.STARTS_WITH = FUNCS.STARTSWITH;
 FUNCS.ENDS_WITH = FUNCS.ENDSWITH;
@@ -108,7 +108,7 @@ export function evalExpr(twin: Twin, e: Expr): V {
       return Object.fromEntries(e.entries.map(({ key, value }) => [key, evalExpr(twin, value)]));
     case 'unary': {
       const v = evalExpr(twin, e.operand);
-      return num(v) ? (e.op === '-' ? -(v as number) : v) : undefined;
+      return num(v) ? (e.op === '-' ? -(v) : v) : undefined;
     }
     case 'not': {
       const v = evalExpr(twin, e.operand);
@@ -120,8 +120,8 @@ export function evalExpr(twin: Twin, e: Expr): V {
       if (e.op === 'AND') return a === false || b === false ? false : a === true && b === true ? true : undefined;
       if (e.op === 'OR') return a === true || b === true ? true : a === false && b === false ? false : undefined;
       if (!num(a) || !num(b)) return undefined;
-      const x = a as number;
-      const y = b as number;
+      const x = a;
+      const y = b;
       return e.op === '+' ? x + y : e.op === '-' ? x - y : e.op === '*' ? x * y : e.op === '/' ? x / y : x % y;
     }
     case 'compare': {
@@ -157,7 +157,7 @@ export function evaluate(ast: QueryAst, twins: { devices: Twin[]; modules: Twin[
   if (ast.top !== undefined) matched = matched.slice(0, ast.top);
   if (!Array.isArray(ast.select)) return matched;
   const select = ast.select;
-  const nameOf = (i: number, t: Twin) => select[i].alias ?? (select[i].value.kind === 'path' ? evalPath(t, select[i].value as PathNode).name : '$1');
+  const nameOf = (i: number, t: Twin) => select[i].alias ?? (select[i].value.kind === 'path' ? evalPath(t, select[i].value).name : '$1');
   if (ast.groupBy) {
     const groups = new Map<string, { twin: Twin; n: number }>();
     for (const t of matched) {

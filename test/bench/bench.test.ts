@@ -103,7 +103,7 @@ describe('bench accounting with deletes, modules and replays (tiny fleet, in-pro
     for (const batch of generateWorkload(fleet).flat()) {
       const tr = batch.trigger();
       tr.messages.forEach((m, i) => {
-        const props = tr.triggerMetadata.propertiesArray[i] as Record<string, unknown>;
+        const props = tr.triggerMetadata.propertiesArray[i];
         const kind = `${String(props.opType)}${props.moduleId ? ' (module)' : ''}`;
         ops.set(kind, (ops.get(kind) ?? 0) + 1);
         const sig = JSON.stringify([props, m]);
@@ -156,7 +156,7 @@ describe('workload', () => {
     for (const batch of generateWorkload({ ...tiny, poisonRate: 0 }).flat()) {
       const trigger = batch.trigger();
       trigger.messages.forEach((m, i) => {
-        const props = trigger.triggerMetadata.propertiesArray[i] as Record<string, unknown>;
+        const props = trigger.triggerMetadata.propertiesArray[i];
         const id = String(props.deviceId);
         const body = m as { version?: number }; // parsed, as the library hands bodies over (testkit toTrigger)
         const prev = seen.get(id);

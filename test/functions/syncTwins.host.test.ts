@@ -44,7 +44,7 @@ function run(events: WireEvent[], o: { retry?: RetryContext; dropEmptyBodies?: b
     retryContext: o.retry ?? { retryCount: 0, maxRetryCount: 5 },
     logHandler: (level, ...args) => lines.push({ level, message: args.map(String).join(' ') }),
   });
-  const done = syncTwins(messages as unknown[], context).then(
+  const done = syncTwins(messages, context).then(
     (summary) => ({ summary, error: undefined as Error | undefined }),
     (error: Error) => ({ summary: undefined, error }),
   );
@@ -106,7 +106,7 @@ describe('bodies and metadata are never paired by position when their counts dif
     const outcome = async (asStrings: boolean) => {
       const { store, sink } = setup();
       const { messages, triggerMetadata } = toTrigger(events, { partitionId: '2', firstSequence: 100, asStrings });
-      await syncTwins(messages as unknown[], new InvocationContext({ triggerMetadata, retryContext: { retryCount: 0, maxRetryCount: 5 } }));
+      await syncTwins(messages, new InvocationContext({ triggerMetadata, retryContext: { retryCount: 0, maxRetryCount: 5 } }));
       return { messages, docs: [...store.docs.values()].map((d) => [d.doc.deviceId, d.doc.tags]), letters: sink.records.map((d) => [d.deviceId, d.reason, d.kind === 'trigger-event' ? d.event.body : d.change]) };
     };
     const raw = await outcome(true);

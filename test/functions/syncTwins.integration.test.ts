@@ -47,7 +47,7 @@ function invoke(events: WireEvent[], retryContext: RetryContext = { retryCount: 
     retryContext,
     logHandler: (_level, ...args) => logs.push(args.map(String).join(' ')),
   });
-  return syncTwins(messages as unknown[], context);
+  return syncTwins(messages, context);
 }
 
 async function readDoc(deviceId: string, moduleId?: string): Promise<TwinDoc | undefined> {

@@ -32,7 +32,7 @@ async function batch(events: WireEvent[], store: TwinStore, deadLetters: DeadLet
     const retryContext: RetryContext = { retryCount, maxRetryCount: SYNC_RETRY.maxRetryCount };
     const context = new InvocationContext({ triggerMetadata, retryContext, logHandler: (_l, ...a) => rows.push({ TimeGenerated: T, Message: a.map(String).join(' ') }) });
     try {
-      await syncTwins(messages as unknown[], context);
+      await syncTwins(messages, context);
       return;
     } catch {
       // retried by the policy

@@ -192,7 +192,7 @@ describe('attach mode with the hub in the replica subscription', () => {
 
 describe('attach configuration', () => {
   const attach = (iotHub: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
-    configProblems({ ...existing, ...extra, iotHub: { ...hubCfg, ...iotHub } } as EnvironmentConfig);
+    configProblems({ ...existing, ...extra, iotHub: { ...hubCfg, ...iotHub } });
 
   it('accepts the example', () => {
     expect(configProblems(existing)).toEqual([]);

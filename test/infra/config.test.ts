@@ -19,7 +19,7 @@ afterAll(cleanup);
 const dev = findEnvironment('dev');
 const prod = findEnvironment('prod');
 const withOverrides = (base: EnvironmentConfig, patch: Record<string, unknown>): EnvironmentConfig =>
-  ({ ...base, ...patch }) as EnvironmentConfig;
+  ({ ...base, ...patch });
 
 describe('configuration validation', () => {
   it('accepts every shipped environment', () => {

@@ -32,10 +32,10 @@ describe('CosmosTwinStore.writeMany after the endpoint was away during the first
     const store = new CosmosTwinStore(client.database(DATABASE).container('bulk-recovery'));
     await proxy.goDown();
     await sleep(20);
-    const during = await store.writeMany!([{ doc: doc('a') }]);
+    const during = await store.writeMany([{ doc: doc('a') }]);
     expect('error' in during[0]).toBe(true);
     await proxy.comeBack();
-    const after = await store.writeMany!([{ doc: doc('b') }, { doc: doc('c') }]);
+    const after = await store.writeMany([{ doc: doc('b') }, { doc: doc('c') }]);
     expect(after.map((r) => ('stored' in r ? 'stored' : r.error.message))).toEqual(['stored', 'stored']);
     const { resource } = await cosmos.client.database(DATABASE).container('bulk-recovery').item('b', 'b').read();
     expect(resource?.id).toBe('b');
@@ -43,7 +43,7 @@ describe('CosmosTwinStore.writeMany after the endpoint was away during the first
     await sleep(5);
     const bulkBefore = cosmos.requests.byKind.bulk ?? 0;
     const writesBefore = cosmos.requests.byKind.write ?? 0;
-    const again = await store.writeMany!([{ doc: doc('d') }, { doc: doc('e') }]);
+    const again = await store.writeMany([{ doc: doc('d') }, { doc: doc('e') }]);
     expect(again.map((r) => ('stored' in r ? 'stored' : r.error.message))).toEqual(['stored', 'stored']);
     expect((cosmos.requests.byKind.bulk ?? 0) - bulkBefore).toBe(1);
     expect((cosmos.requests.byKind.write ?? 0) - writesBefore).toBe(0);
@@ -55,10 +55,10 @@ describe('CosmosTwinStore.writeMany after the endpoint was away during the first
   it('gets the writes through when the whole bulk request is throttled', async () => {
     const client = proxiedClient(proxy);
     const store = new CosmosTwinStore(client.database(DATABASE).container('bulk-recovery'));
-    await store.writeMany!([{ doc: doc('warm') }]);
+    await store.writeMany([{ doc: doc('warm') }]);
     const before = proxy.stats.throttled;
     proxy.throttleNext(1, 3);
-    const results = await store.writeMany!([{ doc: doc('t1') }, { doc: doc('t2') }]);
+    const results = await store.writeMany([{ doc: doc('t1') }, { doc: doc('t2') }]);
     expect(proxy.stats.throttled - before).toBe(1);
     expect(results.map((r) => ('stored' in r ? 'stored' : r.error.message))).toEqual(['stored', 'stored']);
     client.dispose();
@@ -69,7 +69,7 @@ describe('CosmosTwinStore.writeMany after the endpoint was away during the first
     const store = new CosmosTwinStore(client.database(DATABASE).container('bulk-recovery'));
     const before = proxy.stats.throttledOps;
     proxy.throttleBulkOps(2, 3);
-    const results = await store.writeMany!([{ doc: doc('p') }, { doc: doc('q') }, { doc: doc('r') }]);
+    const results = await store.writeMany([{ doc: doc('p') }, { doc: doc('q') }, { doc: doc('r') }]);
     expect(proxy.stats.throttledOps - before).toBe(2);
     expect(results.map((r) => ('stored' in r ? 'stored' : r.error.message))).toEqual(['stored', 'stored', 'stored']);
     const direct = cosmos.client.database(DATABASE).container('bulk-recovery');

@@ -98,7 +98,7 @@ function apply(target: Obj, patch: Obj): Obj {
   const out: Obj = { ...target };
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
-    else if (isObj(v)) out[k] = apply(isObj(out[k]) ? (out[k] as Obj) : {}, v);
+    else if (isObj(v)) out[k] = apply(isObj(out[k]) ? (out[k]) : {}, v);
     else out[k] = v;
   }
   return out;

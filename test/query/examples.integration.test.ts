@@ -35,7 +35,7 @@ async function deliver(events: Emitted[]): Promise<void> {
     const { messages, triggerMetadata } = toTrigger(batch, { partitionId: '0', firstSequence: seq });
     seq += batch.length;
     const context = new InvocationContext({ functionName: 'syncTwins', invocationId: `q-${seq}`, triggerMetadata, retryContext: { retryCount: 0, maxRetryCount: 5 }, logHandler: () => {} });
-    const summary = await syncTwins(messages as unknown[], context);
+    const summary = await syncTwins(messages, context);
     expect(summary).toMatchObject({ deadLettered: 0, retrying: 0 });
   }
 }

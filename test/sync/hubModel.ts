@@ -82,7 +82,7 @@ export function runHub(ops: readonly HubOp[], key: { deviceId: string; moduleId?
         } else {
           applyPatch(s[o.section], o.patch);
           const v = o.section === 'desired' ? ++desiredVersion : ++reportedVersion;
-          events.push({ kind: 'update', key, ts, version: s.version, patch: { [o.section]: { ...clone(o.patch), $version: v } } as never });
+          events.push({ kind: 'update', key, ts, version: s.version, patch: { [o.section]: { ...clone(o.patch), $version: v } } });
         }
         return;
       }

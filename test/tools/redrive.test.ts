@@ -79,7 +79,7 @@ async function invokeLastRetry(engine: SyncEngine, events: WireEvent[]) {
     }
   }
   const context = new InvocationContext({ functionName: 'syncTwins', invocationId: 'inv-poison', triggerMetadata, retryContext: { retryCount: 5, maxRetryCount: 5 }, logHandler: () => {} });
-  return makeSyncTwins(() => ({ engine }))(messages as unknown[], context);
+  return makeSyncTwins(() => ({ engine }))(messages, context);
 }
 
 async function blobs(prefix = ''): Promise<string[]> {

@@ -86,7 +86,7 @@ function hubQuery(all: Identity[], views: Map<string, View>, pageSize: number): 
       const rows = all.filter((id) => (id.key.moduleId !== undefined) === modules).map((id) => ({ id, s: rowState(id) })).filter((r) => r.s !== undefined);
       const from = continuation ? Number(continuation) : 0;
       const slice = rows.slice(from, from + Math.min(size, pageSize));
-      const projected = slice.map(({ id, s }) => ({ ...id.key, version: s!.version, status: s!.status, deviceEtag: `d${s!.inc}` }) as JsonObject);
+      const projected = slice.map(({ id, s }) => ({ ...id.key, version: s!.version, status: s!.status, deviceEtag: `d${s!.inc}` }));
       return { items: projected, continuation: from + slice.length < rows.length ? String(from + slice.length) : undefined };
     },
     async twin(key) {

@@ -57,7 +57,7 @@ export function parseBody(body: unknown): { ok: true; value: JsonObject } | { ok
 }
 
 function sectionOrPoison(value: unknown, name: string): JsonObject | null | undefined | Error {
-  if (value === undefined || value === null || isObject(value)) return value as JsonObject | null | undefined;
+  if (value === undefined || value === null || isObject(value)) return value;
   return new Error(`${name} is ${Array.isArray(value) ? 'an array' : typeof value}, not an object`);
 }
 
@@ -102,7 +102,7 @@ export function classify(raw: RawEvent): Classified {
   const stamp = opTs === undefined && ts !== undefined ? { ts, enqueuedTs: true as const } : { ts };
   const version = body.version;
   const hasVersion = typeof version === 'number' && Number.isSafeInteger(version) && version >= 0;
-  const ok = (event: TwinEvent): Classified => ({ type: 'event', event, source: source!, opType: opType! });
+  const ok = (event: TwinEvent): Classified => ({ type: 'event', event, source: source, opType: opType });
 
   switch (opType) {
     case 'updateTwin': {
