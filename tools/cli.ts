@@ -77,7 +77,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--no-progress', 'no progress bar (it is shown only when stderr is a terminal)')
     .showHelpAfterError()
     .exitOverride();
-  const globals = (cmd: Command) => cmd.optsWithGlobals() as { json: boolean; progress: boolean };
+  const globals = (cmd: Command) => cmd.optsWithGlobals<{ json: boolean; progress: boolean }>();
   const progressFor = (cmd: Command) => createProgress(io.progress && globals(cmd).progress && !globals(cmd).json);
 
   scanOptions(program.command('backfill').description('Read every device and module twin from the hub (IoT Hub twin query) and write it through the replica\'s version-guarded path. Resumable: an interrupted run continues from its last continuation token.'))
@@ -251,5 +251,5 @@ export async function main(argv: string[] = process.argv, env: Env = processEnv(
 const entry = process.argv[1] ? path.resolve(process.argv[1]) : '';
 if (entry === fileURLToPath(import.meta.url)) {
   // Clients keep sockets alive (keep-alive agents): exit explicitly once the command is done.
-  main().then((code) => process.exit(code));
+  void main().then((code) => process.exit(code));
 }

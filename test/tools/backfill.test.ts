@@ -7,7 +7,7 @@ import { backfillCommand, type ScanFlags } from '../../tools/commands';
 import { createTwinQuery } from '../../functions/src/runtime/build';
 import { USER_AGENT, type RestTwinQuery, type TwinQuery } from '../../functions/src/adapters/twinQuery';
 import { deleted, opTimestamp, toTrigger, twinUpdate } from '../../testkit/events';
-import { startToolEnv, type ToolEnv } from './env';
+import { stampedQuery, startToolEnv, type ToolEnv } from './env';
 
 /**
  * backfill: the shipped hub client (RestTwinQuery, the documented REST calls) against the local HTTPS
@@ -73,11 +73,14 @@ describe('backfill through the hub client against the twin query stand-in', () =
 
   it('paces page requests to the query budget', async () => {
     seed(9);
-    const report = await run({ rate: 300 }).result; // one request per 200 ms
-    const at = env.hub!.requests.map((r) => r.at);
-    expect(at).toHaveLength(report.query.requests);
-    // Measured on arrival at the stand-in, so on average: one request may wait for a new TLS connection, the next not.
-    expect((at[at.length - 1] - at[0]) / (at.length - 1)).toBeGreaterThanOrEqual(190);
+    const stamped = stampedQuery(hubQuery());
+    const report = await run({ rate: 300 }, { twinQuery: stamped.query }).result; // one request per 200 ms
+    expect(stamped.sentAt).toHaveLength(report.query.requests);
+    expect(env.hub!.requests).toHaveLength(report.query.requests);
+    // Every gap between two sends is the pager's wait (timers may fire a millisecond early; load only adds).
+    const gaps = stamped.sentAt.slice(1).map((t, i) => t - stamped.sentAt[i]);
+    expect(gaps.length).toBeGreaterThan(1);
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(198);
   });
 
   it('backs off on 429 and completes; honours Retry-After', async () => {

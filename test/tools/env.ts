@@ -5,6 +5,7 @@ import { buildSyncRuntime } from '../../functions/src/runtime/build';
 import { readSettings } from '../../functions/src/runtime/settings';
 import type { SyncEngine } from '../../functions/src/sync/engine';
 import { encodeDocId } from '../../functions/src/sync/ids';
+import type { TwinQuery } from '../../functions/src/adapters/twinQuery';
 import type { TwinStore } from '../../functions/src/sync/ports';
 import type { TwinDoc } from '../../functions/src/sync/types';
 import { CONTAINER, DATABASE, LOCAL_COSMOS_KEY, startAzurite, startLocalCosmos, type LocalBlob, type LocalCosmos } from '../../testkit/servers';
@@ -82,6 +83,25 @@ export async function startToolEnv(opts: { hub?: boolean; blob?: boolean } = {})
     },
     async close() {
       await Promise.all([cosmos.close(), blob?.close(), hub?.close()]);
+    },
+  };
+}
+
+/**
+ * Wraps a twin query client and stamps every page request when the pager sends it (after its pacing
+ * wait). Spacing measured here is what the pager controls: machine load can only lengthen it, whereas
+ * arrival times at the stand-in also carry connection set-up and would make a lower bound flaky.
+ */
+export function stampedQuery<Q extends TwinQuery>(inner: Q): { query: TwinQuery; sentAt: number[] } {
+  const sentAt: number[] = [];
+  return {
+    sentAt,
+    query: {
+      page(sql, continuation, pageSize, signal) {
+        sentAt.push(Date.now());
+        return inner.page(sql, continuation, pageSize, signal);
+      },
+      twin: (key, signal) => inner.twin(key, signal),
     },
   };
 }

@@ -53,7 +53,7 @@ export class CosmosTwinStore implements TwinStore {
    * retry-after the service asked for. What is still throttled is left to the engine (transient).
    */
   async writeMany(ops: readonly WriteOp[]): Promise<WriteResult[]> {
-    const results: WriteResult[] = new Array(ops.length);
+    const results = new Array<WriteResult>(ops.length);
     let pending = ops.map((op, index) => ({ op, index }));
     for (let attempt = 0; pending.length > 0; attempt++) {
       const input: OperationInput[] = pending.map(({ op }) =>

@@ -287,7 +287,7 @@ export class RestTwinQuery implements TwinQuery {
         },
       );
       req.on('error', (err) => {
-        if (signal?.aborted) return reject(signal.reason);
+        if (signal?.aborted) return reject(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
         reject(new TwinQueryError(`${method} ${path} failed: ${bounded.aborted ? `no answer within ${timeoutMs} ms` : err.message}`));
       });
       req.end(body);

@@ -137,7 +137,7 @@ export class SyncEngine {
 
   private async run(batch: readonly Origin[], classified: readonly Classified[], ctx: BatchContext): Promise<BatchResult> {
     const started = performance.now();
-    const outcomes: EventOutcome[] = new Array(batch.length).fill('skipped');
+    const outcomes = new Array<EventOutcome>(batch.length).fill('skipped');
     const summary: SyncSummary = {
       received: batch.length, applied: 0, stale: 0, skipped: 0, deadLettered: 0, retrying: 0,
       documents: 0, writes: 0, reads: 0, conflicts: 0, queries: 0, skippedBySource: {}, deadLetterReasons: {},
@@ -358,7 +358,7 @@ export class SyncEngine {
 
   /** For stores without a multi-document write: the same guarded writes, concurrently. */
   private async writeEach(ops: readonly WriteOp[]): Promise<WriteResult[]> {
-    const out: WriteResult[] = new Array(ops.length);
+    const out = new Array<WriteResult>(ops.length);
     await forEachConcurrently(ops.map((op, i) => ({ op, i })), this.concurrency, async ({ op, i }) => {
       try {
         out[i] = { stored: op.etag === undefined ? await this.store.create(op.doc) : await this.store.replace(op.doc, op.etag) };

@@ -5,7 +5,7 @@ import type { DeadLetterReason, DocKey, JsonObject, RawEvent, TwinEvent, TwinSec
 
 /** What one incoming event turned out to be. */
 export type Classified =
-  | { type: 'event'; event: TwinEvent; source: EventSource | string; opType: string }
+  | { type: 'event'; event: TwinEvent; /** an EventSource, or the source name as sent */ source: string; opType: string }
   | { type: 'skip'; reason: string }
   | { type: 'poison'; reason: DeadLetterReason; detail: string; key?: Partial<DocKey>; opType?: string; source?: string };
 
