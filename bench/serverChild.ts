@@ -5,7 +5,7 @@ const servers = await startServersInProcess(JSON.parse(process.argv[2] ?? '{}') 
 const { cosmosEndpoint, cosmosKey, database, blobConnectionString, deadLetterContainer } = servers;
 process.send!({ ready: { cosmosEndpoint, cosmosKey, database, blobConnectionString, deadLetterContainer } });
 
-process.on('message', async (m: { id: number; op: string; arg?: unknown }) => {
+async function handle(m: { id: number; op: string; arg?: unknown }): Promise<void> {
   try {
     let result: unknown;
     if (m.op === 'counts') result = await servers.counts();
@@ -21,6 +21,9 @@ process.on('message', async (m: { id: number; op: string; arg?: unknown }) => {
   } catch (err) {
     process.send!({ id: m.id, error: (err as Error).stack ?? String(err) });
   }
+}
+process.on('message', (m: { id: number; op: string; arg?: unknown }) => {
+  void handle(m);
 });
 // The parent going away ends the servers too.
 process.on('disconnect', () => process.exit(0));

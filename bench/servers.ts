@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CosmosClient } from '@azure/cosmos';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { classifyRequest, DATABASE, LOCAL_COSMOS_KEY, startAzurite } from '../testkit/servers';
+import { classifyRequest, DATABASE, LOCAL_COSMOS_KEY, startAzurite, type CosmosDbServerModule } from '../testkit/servers';
 import { requestRu } from './ru';
 
 const require = createRequire(import.meta.url);
@@ -100,7 +100,7 @@ export function addCounts(a: ServerCounts, b: ServerCounts): ServerCounts {
 
 export async function startServersInProcess(opts: ServerOptions = {}): Promise<BenchServers> {
   const rttMs = opts.rttMs ?? 0;
-  const { createHttpsServer } = require('@vercel/cosmosdb-server');
+  const { createHttpsServer } = require('@vercel/cosmosdb-server') as CosmosDbServerModule;
   const server = createHttpsServer({ keepAlive: true });
   const counts = emptyCounts();
   // Prepended so that the response is wrapped before the server's own handler writes it.
@@ -198,11 +198,11 @@ export async function startServersInProcess(opts: ServerOptions = {}): Promise<B
 
 /** Prices each operation of a bulk request like the point operation it stands for. */
 function priceBulk(counts: ServerCounts, request: Buffer, response: Buffer): void {
-  let ops: { operationType?: string; resourceBody?: unknown }[] = [];
-  let results: { statusCode?: number; resourceBody?: unknown }[] = [];
+  let ops: { operationType?: string; resourceBody?: unknown }[];
+  let results: { statusCode?: number; resourceBody?: unknown }[];
   try {
-    ops = JSON.parse(request.toString('utf8'));
-    results = JSON.parse(response.toString('utf8'));
+    ops = JSON.parse(request.toString('utf8')) as typeof ops;
+    results = JSON.parse(response.toString('utf8')) as typeof results;
   } catch {
     return;
   }

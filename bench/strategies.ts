@@ -175,7 +175,7 @@ function contextFor(batch: Batch, trigger: Trigger, onLog: (level: string, messa
 }
 
 /** Invokes the real handler exactly as the host would, and checks the summary it logs against what it returns. */
-export function syncTwinsInvoker(engine: SyncEngine, tally: Tally, opts: { measureCpu?: (us: number) => void } = {}): Invoke {
+export function syncTwinsInvoker(engine: SyncEngine, tally: Tally): Invoke {
   const syncTwins = makeSyncTwins(() => ({ engine }));
   return async (batch, trigger) => {
     let logged: SyncSummary | undefined;

@@ -33,7 +33,28 @@ export const HUB_ROUTING_LIMITS = {
 } as const;
 export const ATTACH_ADDS = { customEndpoints: 1, routes: Object.keys(ROUTED_SOURCES).length } as const;
 
-type Json = Record<string, any>;
+/** A named item in an `az iot hub show` document (a custom endpoint or a route). */
+interface HubNamed {
+  name?: string | null;
+}
+
+/**
+ * The parts of an `az iot hub show` document read here. Every field is optional: the document comes from
+ * the Azure CLI and is read defensively.
+ */
+export interface HubShowDocument {
+  identity?: { type?: string | null; principalId?: string | null } | null;
+  sku?: { name?: string | null; capacity?: number | null } | null;
+  properties?: {
+    routing?: {
+      /** One list per kind of custom endpoint (eventHubs, serviceBusQueues, ...). */
+      endpoints?: Record<string, (HubNamed | null)[] | null> | null;
+      routes?: (HubNamed | null)[] | null;
+      fallbackRoute?: { isEnabled?: boolean | null } | null;
+    } | null;
+  } | null;
+}
+type HubRouting = NonNullable<NonNullable<HubShowDocument['properties']>['routing']>;
 
 export interface AttachReadiness {
   readonly ready: boolean;
@@ -48,11 +69,11 @@ export interface AttachReadiness {
 }
 
 /** Judges an `az iot hub show` document for attaching environment `env`. Pure: tests feed it documents. */
-export function attachReadiness(hub: Json, env: Pick<EnvironmentConfig, 'name'> & { iotHub: AttachIotHubConfig }): AttachReadiness {
+export function attachReadiness(hub: HubShowDocument | null | undefined, env: Pick<EnvironmentConfig, 'name'> & { iotHub: AttachIotHubConfig }): AttachReadiness {
   const problems: string[] = [];
   const ours = attachedRoutingNames(env.name);
   const ourRoutes = new Set(Object.values(ours.routes).map((n) => n.toLowerCase()));
-  const routing: Json = hub?.properties?.routing ?? {};
+  const routing: HubRouting = hub?.properties?.routing ?? {};
 
   const identityType = String(hub?.identity?.type ?? 'None');
   if (!/SystemAssigned/i.test(identityType) || !hub?.identity?.principalId) {
@@ -65,12 +86,12 @@ export function attachReadiness(hub: Json, env: Pick<EnvironmentConfig, 'name'> 
   // Every list under routing.endpoints is a kind of custom endpoint (Event Hubs, Service Bus queues and
   // topics, storage, Cosmos DB); the built-in `events` endpoint is not among them.
   const endpointNames = Object.values(routing.endpoints ?? {})
-    .filter(Array.isArray)
+    .filter((list): list is (HubNamed | null)[] => Array.isArray(list))
     .flat()
-    .map((e: Json) => String(e?.name ?? ''));
+    .map((e) => String(e?.name ?? ''));
   const endpointAttached = endpointNames.some((n) => n.toLowerCase() === ours.endpoint.toLowerCase());
   const hubEndpoints = endpointNames.length - (endpointAttached ? 1 : 0);
-  const routes: Json[] = Array.isArray(routing.routes) ? routing.routes : [];
+  const routes: (HubNamed | null)[] = Array.isArray(routing.routes) ? routing.routes : [];
   const routesAttached = routes.filter((r) => ourRoutes.has(String(r?.name ?? '').toLowerCase())).length;
   const hubRoutes = routes.length - routesAttached;
   const fallbackEnabled = routing.fallbackRoute?.isEnabled === true;
@@ -106,14 +127,14 @@ export function attachReadiness(hub: Json, env: Pick<EnvironmentConfig, 'name'> 
   return { ready: problems.length === 0, problems, hubEndpoints, hubRoutes, attached: { endpoint: endpointAttached, routes: routesAttached }, fallbackEnabled, tier };
 }
 
-export type ShowHub = (hub: AttachIotHubConfig) => Promise<Json>;
+export type ShowHub = (hub: AttachIotHubConfig) => Promise<HubShowDocument | null>;
 
 /** `az iot hub show`: the Azure CLI's own sign-in, the hub's subscription when configured. */
 export const azShowHub: ShowHub = async (hub) => {
   const args = ['iot', 'hub', 'show', '--name', hub.name, '--resource-group', hub.resourceGroupName, '--output', 'json'];
   if (hub.subscriptionId) args.push('--subscription', hub.subscriptionId);
   const { stdout } = await promisify(execFile)('az', args, { maxBuffer: 16 * 1024 * 1024 });
-  return JSON.parse(stdout);
+  return JSON.parse(stdout) as HubShowDocument | null;
 };
 
 export const USAGE = `Usage: npm run attach-check -- <env>
@@ -142,7 +163,7 @@ export async function main(argv: string[], io = { out: console.log, err: console
     io.err(`environment ${env.name} creates its own hub (iotHub.mode is not "attach"): nothing to check`);
     return 2;
   }
-  let hub: Json;
+  let hub: HubShowDocument | null;
   try {
     hub = await show(hubCfg);
   } catch (err) {

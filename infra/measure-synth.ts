@@ -66,7 +66,7 @@ if (process.argv.includes('--once')) {
       console.error(child.stderr || child.stdout);
       process.exit(1);
     }
-    const report: RunReport = JSON.parse(child.stdout);
+    const report = JSON.parse(child.stdout) as RunReport;
     reports.push(report);
     console.log(
       `run ${i + 1}: ${report.stacks.length} stacks (${report.stacks.join(', ')}) in ${report.totalMs} ms ` +

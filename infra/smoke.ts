@@ -209,6 +209,7 @@ export async function retryWhileUnauthorized<T>(
           `${what} was refused (${httpStatusOf(err)}) for ${opts.waitSeconds} s: ${(err as Error).message}. ` +
             `The identity running the smoke check needs IoT Hub Registry Contributor and IoT Hub Twin Contributor on the hub ` +
             `and Cosmos DB Built-in Data Reader on the replica: set smokeCheckAccess for "${opts.environment}" in infra/config.ts and deploy.`,
+          { cause: err },
         );
       }
       if (attempt === 1) log(`${what} refused (${httpStatusOf(err)}); new role assignments can take minutes: retrying for up to ${opts.waitSeconds} s`);
@@ -229,7 +230,7 @@ export async function waitForReplica(
   clock: Clock = realClock,
 ): Promise<number> {
   const deadline = startedAt + plan.timeoutSeconds * 1000;
-  let lastSeen = 'no replica document';
+  let lastSeen: string;
   for (;;) {
     try {
       const doc = await reader.readDevice(plan.deviceId);
@@ -327,7 +328,7 @@ export async function main(argv: readonly string[], io: SmokeIo = { out: console
     return 0;
   }
   try {
-    await runSmoke(plan, io.out);
+    await runSmoke(plan, (line) => io.out(line));
     return 0;
   } catch (err) {
     io.err(`FAIL: ${(err as Error).message}`);

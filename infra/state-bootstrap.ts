@@ -38,7 +38,7 @@ const GUID = /^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$/i;
 
 /** The az commands, as argument vectors (never a shell string): the values are not re-parsed by a shell. */
 export function stateBootstrapCommands(env: EnvironmentConfig, opts: StateBootstrapOptions): string[][] {
-  for (const [name, value] of Object.entries(opts)) {
+  for (const [name, value] of Object.entries(opts) as [string, string | undefined][]) {
     if (value !== undefined && !GUID.test(value)) throw new Error(`${name} must be a GUID, got ${JSON.stringify(value)}`);
   }
   const { resourceGroupName: rg, storageAccountName: account, containerName: container } = env.stateBackend;

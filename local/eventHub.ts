@@ -151,7 +151,7 @@ export class EventHubTrigger {
         logHandler: (level, ...args) => {
           const message = args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ');
           const m = /^syncTwins summary (\{.*\})$/.exec(message);
-          if (m) record.summary = JSON.parse(m[1]);
+          if (m) record.summary = JSON.parse(m[1]) as Record<string, unknown>;
           this.o.onLog?.(level, message);
         },
       });

@@ -170,8 +170,9 @@ export class FaultProxy {
   private forwardBulk(req: http.IncomingMessage, body: Buffer, res: http.ServerResponse): void {
     let ops: unknown[];
     try {
-      ops = JSON.parse(body.toString('utf8'));
-      if (!Array.isArray(ops)) throw new Error('not an array');
+      const parsed: unknown = JSON.parse(body.toString('utf8'));
+      if (!Array.isArray(parsed)) throw new Error('not an array');
+      ops = parsed;
     } catch {
       this.forward(req, body, res);
       return;

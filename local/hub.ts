@@ -229,7 +229,7 @@ export class SimulatedHub {
   private markUnsettled(key: TwinKey, reason: Unsettled, incarnation = this.incarnations.get(keyId(key)) ?? 0): void {
     const id = keyId(key);
     let byInc = this.unsettledBy.get(id);
-    if (!byInc) this.unsettledBy.set(id, (byInc = new Map()));
+    if (!byInc) this.unsettledBy.set(id, (byInc = new Map<number, Set<Unsettled>>()));
     let set = byInc.get(incarnation);
     if (!set) byInc.set(incarnation, (set = new Set()));
     set.add(reason);

@@ -256,7 +256,7 @@ async function main(): Promise<number> {
   const unexpected = cmp.mismatches.filter((m) => !ofRepaired(m));
   const killersPublished = eventHub.partitions.flat().filter((e) => e.label.endsWith(KILLER)).length;
 
-  const line = (k: string, v: unknown) => console.log(`  ${k.padEnd(26)} ${v}`);
+  const line = (k: string, v: string) => console.log(`  ${k.padEnd(26)} ${v}`);
   console.log('\nevents');
   line('published', `${eventHub.total} in ${o.partitions} partitions (${replays} replays by the hub)`);
   line('by kind', Object.entries({ ...hub.counts, telemetry: telemetryCount }).sort().map(([k, n]) => `${k} ${n}`).join(', '));

@@ -1,5 +1,6 @@
 import https from 'node:https';
 import { createRequire } from 'node:module';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CosmosClient, type Container } from '@azure/cosmos';
 
@@ -22,12 +23,15 @@ export interface LocalCosmos {
   close(): Promise<void>;
 }
 
+/** @vercel/cosmosdb-server ships its own typings; it is loaded with require, so they are applied here. */
+export type CosmosDbServerModule = typeof import('@vercel/cosmosdb-server');
+
 /** Starts @vercel/cosmosdb-server on an ephemeral loopback port and creates the replica container as the infra does. */
 export async function startLocalCosmos(opts: { port?: number } = {}): Promise<LocalCosmos> {
-  const { createHttpsServer } = require('@vercel/cosmosdb-server');
+  const { createHttpsServer } = require('@vercel/cosmosdb-server') as CosmosDbServerModule;
   const server = createHttpsServer({ keepAlive: true });
   const requests = { total: 0, byKind: {} as Record<string, number> };
-  server.on('request', (req: { method?: string; url?: string; headers: Record<string, unknown> }) => {
+  server.on('request', (req: IncomingMessage) => {
     requests.total++;
     const kind = classifyRequest(req.method ?? '', req.url ?? '', req.headers);
     requests.byKind[kind] = (requests.byKind[kind] ?? 0) + 1;
@@ -54,7 +58,7 @@ export async function startLocalCosmos(opts: { port?: number } = {}): Promise<Lo
 }
 
 /** Names a REST call: point read, write, bulk, query, or control-plane (metadata). */
-export function classifyRequest(method: string, url: string, headers: Record<string, unknown>): string {
+export function classifyRequest(method: string, url: string, headers: IncomingHttpHeaders): string {
   const path = url.split('?')[0];
   // A bulk request (many operations, one HTTP call; the SDK's executeBulkOperations) is named on its own.
   if (/^true$/i.test(String(headers['x-ms-cosmos-is-batch-request'] ?? ''))) return 'bulk';
@@ -72,10 +76,19 @@ export interface LocalBlob {
   close(): Promise<void>;
 }
 
+/** The part of Azurite's (untyped) in-process Blob server API used here. */
+interface AzuriteBlobServer {
+  start(): Promise<void>;
+  getHttpServerAddress(): string;
+  close(): Promise<void>;
+}
+type AzuriteBlobConfigurationCtor = new (...args: unknown[]) => object;
+type AzuriteBlobServerCtor = new (config: object) => AzuriteBlobServer;
+
 /** Starts Azurite's Blob service in-process, in memory, on an ephemeral loopback port. */
 export async function startAzurite(): Promise<LocalBlob> {
-  const BlobServer = require('azurite/dist/src/blob/BlobServer').default;
-  const BlobConfiguration = require('azurite/dist/src/blob/BlobConfiguration').default;
+  const BlobServer = (require('azurite/dist/src/blob/BlobServer') as { default: AzuriteBlobServerCtor }).default;
+  const BlobConfiguration = (require('azurite/dist/src/blob/BlobConfiguration') as { default: AzuriteBlobConfigurationCtor }).default;
   // host, port, keepAliveTimeout, metadataDB, extentDB, persistence, accessLog, accessLogStream, debugLog, debugLogPath,
   // loose, skipApiVersionCheck, cert, key, pwd, oauth, disableProductStyleUrl, inMemoryPersistence
   const config = new BlobConfiguration('127.0.0.1', 0, 0, undefined, undefined, undefined, false, undefined, false, undefined, true, true, '', '', '', undefined, false, true);

@@ -184,7 +184,7 @@ export function evaluate(ast: QueryAst, twins: { devices: Twin[]; modules: Twin[
   if (select.some((p) => p.value.kind === 'aggregate')) return [{ [nameOf(0, {})]: matched.length }];
   return matched.map((t) => {
     const row: Record<string, unknown> = {};
-    select.forEach((p, i) => {
+    select.forEach((p) => {
       const { value, name } = evalPath(t, p.value as PathNode);
       if (value !== undefined) row[p.alias ?? name] = value;
     });

@@ -29,7 +29,7 @@ beforeAll(async () => {
 });
 afterAll(cleanup);
 
-const stacks = () => Object.entries(synth.stacks) as [string, StackJson][];
+const stacks = () => Object.entries<StackJson>(synth.stacks);
 /** Stacks that create their hub (and its identity); the attach example is covered by attach.test.ts. */
 const hubStacks = () => stacks().filter(([, s]) => s.resource.azurerm_iothub !== undefined);
 

@@ -74,7 +74,7 @@ describe('SimulatedTwinQuery (the fill reads the hub page by page)', () => {
             expect(page.items.length).toBeLessThanOrEqual(pageSize);
             for (const item of page.items) {
               expect(item.moduleId !== undefined).toBe(modules);
-              seen.push(keyId({ deviceId: String(item.deviceId), moduleId: item.moduleId as string | undefined }));
+              seen.push(keyId({ deviceId: item.deviceId as string, moduleId: item.moduleId as string | undefined }));
             }
             continuation = page.continuation;
             for (let i = 0; i < opsPerPage; i++) workload.step();

@@ -403,8 +403,8 @@ const create = fc.tuple(key, fc.option(plain, { nil: undefined })).map(([k, t]) 
 
 /** Every command but re-creation (identities are created once, by `provision`). */
 export const commandArbsWithoutCreate: fc.Arbitrary<Cmd>[] = [
-  fc.tuple(key, fc.constantFrom('tags', 'desired', 'reported') as fc.Arbitrary<'tags' | 'desired' | 'reported'>, patch, fc.boolean()).map(([k, s, p, h]) => new Patch(k, s, p, h)),
-  fc.tuple(key, fc.constantFrom('tags', 'desired', 'reported') as fc.Arbitrary<'tags' | 'desired' | 'reported'>, patch, fc.boolean()).map(([k, s, p, h]) => new Patch(k, s, p, h)),
+  fc.tuple(key, fc.constantFrom<'tags' | 'desired' | 'reported'>('tags', 'desired', 'reported'), patch, fc.boolean()).map(([k, s, p, h]) => new Patch(k, s, p, h)),
+  fc.tuple(key, fc.constantFrom<'tags' | 'desired' | 'reported'>('tags', 'desired', 'reported'), patch, fc.boolean()).map(([k, s, p, h]) => new Patch(k, s, p, h)),
   fc.tuple(key, plain, plain).map(([k, t, d]) => new Replace(k, t, d)),
   key.map((k) => new Delete(k)),
   fc.tuple(key, fc.boolean()).map(([k, h]) => new Flap(k, h)),

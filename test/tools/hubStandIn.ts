@@ -220,7 +220,7 @@ export async function startHubStandIn(opts: { token?: string; cert?: Certificate
   const server = https.createServer({ cert: cert.cert, key: cert.key, keepAlive: true }, (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', async () => {
+    req.on('end', () => void (async () => {
       if (standIn.delayMs > 0) await new Promise((r) => setTimeout(r, standIn.delayMs));
       if (res.destroyed) return;
       const url = new URL(req.url ?? '/', 'https://stand-in');
@@ -247,7 +247,7 @@ export async function startHubStandIn(opts: { token?: string; cert?: Certificate
           res.writeHead(404, { 'content-type': 'application/json; charset=utf-8' });
           return res.end(JSON.stringify({ Message: `ErrorCode:${code};${moduleId ?? deviceId} not found`, ExceptionMessage: 'Tracking ID:standin-read' }));
         }
-        res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', etag: `"${String(twin.etag)}"` });
+        res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', etag: `"${typeof twin.etag === 'string' ? twin.etag : JSON.stringify(twin.etag)}"` });
         return res.end(JSON.stringify(twin));
       }
       if (req.method !== 'POST' || url.pathname !== '/devices/query') return error(404, 'NotFound', `no route ${req.method} ${url.pathname}`);
@@ -299,7 +299,7 @@ export async function startHubStandIn(opts: { token?: string; cert?: Certificate
       const headers: Record<string, string> = { 'x-ms-item-type': 'Twin' };
       if (keys.length > page.length) headers['x-ms-continuation'] = Buffer.from(JSON.stringify({ q: source, after: page[page.length - 1], e: epoch })).toString('base64');
       reply(200, page.map((k) => project(map.get(k)!, fields)), headers);
-    });
+    })());
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   standIn.hostName = `127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -148,7 +148,7 @@ describe('verify --repair (property)', () => {
           // row of a past state) agrees with the replica: nothing then nominates it for a read by id.
           if (!id.now.exists && (view === 'current' || view === 'absent')) expect(live(now), `${encodeDocId(id.key)} kept after its deletion`).toBe(false);
           if (id.now.exists && live(was)) expect(live(now), `${encodeDocId(id.key)} deleted while live on the hub`).toBe(true);
-          if (live(was) && live(now)) expect(notOlder(order(now), order(was)), `${encodeDocId(id.key)} rolled back from ${order(was)} to ${order(now)}`).toBe(true);
+          if (live(was) && live(now)) expect(notOlder(order(now), order(was)), `${encodeDocId(id.key)} rolled back from ${order(was).join(',')} to ${order(now).join(',')}`).toBe(true);
           if (live(now)) expect(notOlder([id.now.inc, id.now.version], order(now))).toBe(true); // never ahead of the hub
         }
       },
