@@ -228,22 +228,34 @@ export function inMemoryEngine(): { engine: SyncEngine; store: MemoryTwinStore; 
  * Strategy 2: one event at a time: point read → merge → guarded replace (or create), awaited.
  * A 412/409 (someone wrote in between) re-reads and retries that event; a stale event costs its read only.
  */
-export class PerEventStrategy {
+/** The replica container and the dead-letter sink a hand-written strategy writes to, on the bench's servers. */
+function serverParts(servers: BenchServers, container: string): [Container, DeadLetterSink] {
+  const client = createCosmosClient({ cosmosEndpoint: servers.cosmosEndpoint, cosmosKey: servers.cosmosKey });
+  const deadLetters = new BlobDeadLetterSink(createBlobContainer({ connectionString: servers.blobConnectionString }, servers.deadLetterContainer));
+  return [client.database(servers.database).container(container), deadLetters];
+}
+
+/** What the hand-written strategies share: their tally, and an invoker calling `handle` as the host would. */
+abstract class HandWrittenStrategy {
   tally = emptyTally();
-
-  constructor(readonly container: Container, readonly deadLetters: DeadLetterSink) {}
-
-  static fromServers(servers: BenchServers, container: string): PerEventStrategy {
-    const client = createCosmosClient({ cosmosEndpoint: servers.cosmosEndpoint, cosmosKey: servers.cosmosKey });
-    const deadLetters = new BlobDeadLetterSink(createBlobContainer({ connectionString: servers.blobConnectionString }, servers.deadLetterContainer));
-    return new PerEventStrategy(client.database(servers.database).container(container), deadLetters);
-  }
 
   invoker(): Invoke {
     return async (batch, trigger) => {
       const context = contextFor(batch, trigger, () => undefined);
       await this.handle(trigger.messages, context);
     };
+  }
+
+  abstract handle(messages: unknown[], context: InvocationContext): Promise<void>;
+}
+
+export class PerEventStrategy extends HandWrittenStrategy {
+  constructor(readonly container: Container, readonly deadLetters: DeadLetterSink) {
+    super();
+  }
+
+  static fromServers(servers: BenchServers, container: string): PerEventStrategy {
+    return new PerEventStrategy(...serverParts(servers, container));
   }
 
   async handle(messages: unknown[], context: InvocationContext): Promise<void> {
@@ -304,23 +316,15 @@ export class PerEventStrategy {
 }
 
 /** Strategy 4: per event, with a cached ETag per document and the batch's documents in parallel. */
-export class CachedPerEventStrategy {
-  tally = emptyTally();
+export class CachedPerEventStrategy extends HandWrittenStrategy {
   readonly cache = new DocCache();
 
-  constructor(readonly container: Container, readonly deadLetters: DeadLetterSink, readonly concurrency = 16) {}
-
-  static fromServers(servers: BenchServers, container: string): CachedPerEventStrategy {
-    const client = createCosmosClient({ cosmosEndpoint: servers.cosmosEndpoint, cosmosKey: servers.cosmosKey });
-    const deadLetters = new BlobDeadLetterSink(createBlobContainer({ connectionString: servers.blobConnectionString }, servers.deadLetterContainer));
-    return new CachedPerEventStrategy(client.database(servers.database).container(container), deadLetters);
+  constructor(readonly container: Container, readonly deadLetters: DeadLetterSink, readonly concurrency = 16) {
+    super();
   }
 
-  invoker(): Invoke {
-    return async (batch, trigger) => {
-      const context = contextFor(batch, trigger, () => undefined);
-      await this.handle(trigger.messages, context);
-    };
+  static fromServers(servers: BenchServers, container: string): CachedPerEventStrategy {
+    return new CachedPerEventStrategy(...serverParts(servers, container));
   }
 
   async handle(messages: unknown[], context: InvocationContext): Promise<void> {

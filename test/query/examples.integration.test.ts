@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { runProcess } from '../../testkit/process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BlobServiceClient } from '@azure/storage-blob';
@@ -148,15 +148,7 @@ describe('Microsoft\'s example queries, through the CLI, against a replica fille
   }
 
   it('the installed command line refuses what it does not support (exit 1, message on stderr) and answers the rest', async () => {
-    const run = (args: string[]) => new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [path.join(root, 'bin', 'twin-replica.mjs'), ...args], { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...settings } });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    const run = (args: string[]) => runProcess(process.execPath, [path.join(root, 'bin', 'twin-replica.mjs'), ...args], { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...settings } });
     const refused = await run(['query', 'SELECT AVG(version) AS v FROM devices']);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/line 1, column 8: AVG\(\) is not supported yet/);
@@ -170,15 +162,7 @@ describe('Microsoft\'s example queries, through the CLI, against a replica fille
     const lines = exampleQueryCommands({ endpoint: cosmos.endpoint, key: LOCAL_COSMOS_KEY, database: DATABASE, container: CONTAINER });
     expect(lines).toHaveLength(3);
     for (const line of lines) {
-      const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-        const child = spawn('sh', ['-c', line], { cwd: root, env: { PATH: process.env.PATH, HOME: process.env.HOME } });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d) => (stdout += d));
-        child.stderr.on('data', (d) => (stderr += d));
-        child.on('error', reject);
-        child.on('close', (code) => resolve({ code, stdout, stderr }));
-      });
+      const result = await runProcess('sh', ['-c', line], { cwd: root, env: { PATH: process.env.PATH, HOME: process.env.HOME } });
       expect(result.stderr, line).toBe('');
       expect(result.code, line).toBe(0);
       expect(Array.isArray(JSON.parse(result.stdout))).toBe(true);

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { runProcess, type ProcessRun } from '../../testkit/process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -40,28 +40,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], opts: { killWhen?: () => boolean } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, env: childEnv });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    let poll: NodeJS.Timeout | undefined;
-    if (opts.killWhen) poll = setInterval(() => opts.killWhen!() && child.kill('SIGKILL'), 25);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearInterval(poll);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+function cli(args: string[], opts: { killWhen?: () => boolean } = {}): Promise<ProcessRun> {
+  return runProcess(process.execPath, [BIN, ...args], { cwd: dir, env: childEnv, killWhen: opts.killWhen });
 }
 
 describe('twin-replica CLI', () => {

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { runProcess, type ProcessRun } from '../../testkit/process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvocationContext } from '@azure/functions';
@@ -89,16 +89,8 @@ async function blobs(prefix = ''): Promise<string[]> {
 }
 const waiting = async () => (await blobs()).filter((n) => !n.startsWith(REDRIVEN_PREFIX));
 
-function cliRedrive(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(root, 'bin', 'twin-replica.mjs'), ...args], { env: { PATH: process.env.PATH, ...env.settings } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function cliRedrive(args: string[]): Promise<ProcessRun> {
+  return runProcess(process.execPath, [path.join(root, 'bin', 'twin-replica.mjs'), ...args], { env: { PATH: process.env.PATH, ...env.settings } });
 }
 
 describe('redrive of dead letters', () => {
