@@ -61,6 +61,7 @@ const program = new Command()
   .option('--pre-attach-ops <n>', 'with --attach: operations the fleet lives before the routes exist (their events go nowhere)', int(0), 3000)
   .option('--fill-page-size <n>', 'with --attach: twins per twin query page of the fill', int(1), 10)
   .addOption(new Option('--fill <kind>', 'with --attach: the fill is a backfill (reads every twin once), or a verify/repair run (what the timer runs today)').choices(['backfill', 'verify']).default('backfill'))
+  .option('--repair', 'after the stream drains, run the verify/repair timer\'s pass against the hub (reads by id before any write); the verdict then also needs no difference left awaiting repair', false)
   .option('--skip-fill', 'with --attach, negative control: attach without the fill (the verdict must then fail)', false)
   .option('--tamper <n>', 'negative control: change n live replica documents behind the engine\'s back before the comparison (the verdict must then fail)', int(0), 0)
   .option('--no-progress', 'no progress bar (for logs)');
@@ -76,7 +77,7 @@ async function main(): Promise<number> {
     devices: number; moduleShare: number; events: number; partitions: number; batchSize: number; seed: number;
     coalesceRate: number; telemetryRate: number; duplicateRate: number; reorderWindow: number; crashRate: number; workerKillers: number; throttleRate: number; bulkThrottleRate: number;
     retryAfterMs: number; outageRate: number; outageMs: number; slowMs: number; timeScale: number; concurrency: number;
-    keep: boolean; progress: boolean; tamper: number; attach: boolean; preAttachOps: number; fillPageSize: number; skipFill: boolean; fill: 'backfill' | 'verify'; iotHubQuirks: boolean;
+    keep: boolean; progress: boolean; tamper: number; attach: boolean; preAttachOps: number; fillPageSize: number; repair: boolean; skipFill: boolean; fill: 'backfill' | 'verify'; iotHubQuirks: boolean;
   }>();
   const started = performance.now();
   // Separate streams: the hub's events depend on the seed alone; fault timing also depends on scheduling.
@@ -233,7 +234,7 @@ async function main(): Promise<number> {
   const syncSeconds = (performance.now() - started) / 1000;
   // The timer's next run, once the stream is drained: repairs twins whose event raced their read.
   let timerPass: VerifyReport | undefined;
-  if (fillReport) timerPass = await runTimerPass({ ...fillOptions(), replica: new CosmosReplicaIndex(cosmos.container) });
+  if (fillReport || o.repair) timerPass = await runTimerPass({ ...fillOptions(), replica: new CosmosReplicaIndex(cosmos.container) });
 
   // 6. Compare every document with the hub (read directly from the server, not through the fault proxy).
   const { resources } = await cosmos.container.items.readAll<TwinDoc>().fetchAll();
@@ -289,14 +290,22 @@ async function main(): Promise<number> {
       line('next timer run', `missing ${timerPass.missing.count}, stale ${timerPass.stale.count}, partial ${timerPass.partial.count}, extra ${timerPass.extra.count}; repaired ${timerPass.repaired?.applied ?? 0}, remaining ${timerPass.remaining}`);
     }
   }
+  if (o.repair && !o.attach && timerPass) {
+    console.log('verify --repair (the timer\'s pass, after the stream)');
+    line('found', `missing ${timerPass.missing.count}, stale ${timerPass.stale.count}, partial ${timerPass.partial.count}, extra ${timerPass.extra.count}, unrouted fields ${timerPass.unrouted.count}, ahead of the hub ${timerPass.aheadOfHub.count}`);
+    line('repaired', `${timerPass.repaired?.applied ?? 0} (skipped ${timerPass.repaired?.skipped ?? 0}), remaining ${timerPass.remaining}`);
+  }
   for (const m of unexpected.slice(0, 10)) console.log(`  MISMATCH ${m}`);
   if (unexpected.length > 10) console.log(`  … and ${unexpected.length - 10} more`);
   if (expected.length) console.log(`  ${expected.length} difference(s) on ${awaitingRepair.size} device(s) whose events were dead-lettered unprocessed: repaired from the hub by verify --repair`);
+  if (o.repair) for (const m of expected.slice(0, 10)) console.log(`  NOT REPAIRED ${m}`);
   if (cmp.awaitingRepair.length) console.log(`  awaiting verify/repair: ${cmp.awaitingRepair.length} difference(s) no event carries (e.g. ${cmp.awaitingRepair[0]})`);
   console.log(`replica matches hub: ${cmp.matchedDevices}/${cmp.devices} devices${awaitingRepair.size ? ` (others await repair: dead-lettered unprocessed)` : ''}`);
   // A worker killer that was published must have ended in an attempts-exhausted dead letter, not a stuck partition.
   const killersRecorded = killersPublished === 0 || unprocessed.length > 0;
-  const ok = unexpected.length === 0 && accountingErrors.length === 0 && killersRecorded;
+  // With --repair the timer's pass must have closed what events alone could not.
+  const repairedAll = !o.repair || (cmp.awaitingRepair.length === 0 && expected.length === 0);
+  const ok = unexpected.length === 0 && accountingErrors.length === 0 && killersRecorded && repairedAll;
 
   host.stop();
   await proxy.close();

@@ -28,6 +28,18 @@ describe('npm run local', () => {
     expect(stdout).not.toMatch(/MISMATCH/);
   }, 90_000);
 
+  it('--repair: the timer\'s verify/repair pass after the stream closes what no event carries (the same run without it leaves it awaiting)', async () => {
+    const args = [tsx[1], '--devices', '25', '--events', '1500', '--partitions', '2', '--seed', '2', '--no-progress'];
+    const without = await run(tsx[0], args, { timeout: 90_000 });
+    expect(without.stdout).toMatch(/awaiting verify\/repair: [1-9]\d* difference\(s\) no event carries/);
+    const { stdout } = await run(tsx[0], [...args, '--repair'], { timeout: 90_000 });
+    expect(stdout).toMatch(/verify --repair \(the timer's pass, after the stream\)/);
+    expect(stdout).toMatch(/unrouted fields [1-9]\d*/);
+    expect(stdout).toMatch(/remaining 0/);
+    expect(stdout).not.toMatch(/awaiting verify\/repair|NOT REPAIRED|MISMATCH/);
+    expect(stdout).toMatch(/replica matches hub: 25\/25 devices/);
+  }, 180_000);
+
   it('exits non-zero when the replica does not match (negative control: documents changed behind its back)', async () => {
     const err = await run(tsx[0], [tsx[1], '--devices', '20', '--events', '4000', '--tamper', '2', '--no-progress', '--seed', '3'], { timeout: 90_000 }).then(() => undefined, (e) => e);
     expect(err?.code).toBe(1);
