@@ -140,7 +140,8 @@ export class TwinReplicaStack extends TerraformStack {
 
     const propagation = new RolePropagation(this, 'role-propagation', {
       identities: iotHubIdentity ? [functionIdentity, iotHubIdentity] : [functionIdentity],
-      iotHubSenderRole: this.iotHub.senderRole,
+      // In private mode the endpoint sends with the hub's system identity (network.ts): wait on that role.
+      iotHubSenderRole: this.network?.trustedSenderRole ?? this.iotHub.senderRole,
     });
     // The endpoint already waits for the sender role to exist; it must also wait until the
     // role is in effect (see PROPAGATION_WAITS.iotHubEndpointRole).

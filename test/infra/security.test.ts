@@ -168,6 +168,15 @@ describe.each(environments.map((e) => [e.name]))('stack %s', (envName) => {
 describe('private network mode', () => {
   const s = () => privateDev;
 
+  it('the endpoint waits until the role of the identity it sends with (the hub\'s system identity) has propagated', () => {
+    const trusted = addressOf(s(), 'azurerm_role_assignment', 'network/iot-hub-system-identity-sender');
+    expect(byPath(s(), 'time_sleep', 'role-propagation/iot-hub-sender-role')).toMatchObject({
+      triggers: { role_assignment_id: `\${${trusted}.id}` },
+      depends_on: [trusted],
+    });
+    expect(single(s(), 'azurerm_iothub_endpoint_eventhub').depends_on).toContain(addressOf(s(), 'time_sleep', 'role-propagation/iot-hub-sender-role'));
+  });
+
   it('a VNet with a Flex integration subnet (delegated to Microsoft.App/environments) and a private-endpoint subnet', () => {
     expect(single(s(), 'azurerm_virtual_network').address_space).toEqual(['10.40.0.0/22']);
     const functions = byPath(s(), 'azurerm_subnet', 'network/functions');
