@@ -299,6 +299,8 @@ export class SyncEngine {
         const id = encodeDocId({ deviceId });
         const hit = this.cache.get(id);
         if (hit) return void devices.set(deviceId, hit.doc);
+        // The device's own events are in this round: its document was just read above (the same stored state).
+        if (current.has(id)) return void devices.set(deviceId, current.get(id)?.doc);
         summary.reads++;
         try {
           devices.set(deviceId, (await this.store.read(id, deviceId))?.doc);
