@@ -1,5 +1,5 @@
 import type { ContainerClient } from '@azure/storage-blob';
-import { BLOB_REQUEST_TIMEOUT_MS, blobError, blobStatus } from './blobDeadLetters';
+import { BLOB_REQUEST_TIMEOUT_MS, blobError, blobNameSafe, blobStatus } from './blobDeadLetters';
 
 /**
  * How many times a trigger batch has been started, counted somewhere that outlives the process.
@@ -32,7 +32,7 @@ interface PartitionState {
 }
 
 function safe(value: string | undefined, fallback: string): string {
-  return (value ?? fallback).replace(/[^A-Za-z0-9._-]/g, '_') || fallback;
+  return blobNameSafe(value ?? fallback) || fallback;
 }
 
 /** The blob holding one partition's counter: one blob per partition (overwritten), so nothing accumulates. */

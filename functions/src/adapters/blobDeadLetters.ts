@@ -18,12 +18,13 @@ export const BLOB_REQUEST_TIMEOUT_MS = 30_000;
 export function deadLetterBlobName(record: DeadLetter): string {
   const when = record.enqueuedTimeUtc ?? record.deadLetteredAt;
   const hour = `${when.slice(0, 4)}/${when.slice(5, 7)}/${when.slice(8, 10)}/${when.slice(11, 13)}`;
-  const partition = safe(record.partitionId ?? 'unknown');
-  const seq = record.sequenceNumber !== undefined ? safe(String(record.sequenceNumber)) : 'h' + createHash('sha256').update(JSON.stringify(record.kind === 'twin-event' ? record.change : record.event)).digest('hex').slice(0, 24);
+  const partition = blobNameSafe(record.partitionId ?? 'unknown');
+  const seq = record.sequenceNumber !== undefined ? blobNameSafe(String(record.sequenceNumber)) : 'h' + createHash('sha256').update(JSON.stringify(record.kind === 'twin-event' ? record.change : record.event)).digest('hex').slice(0, 24);
   return `${hour}/p${partition}/${seq}-${record.reason}.json`;
 }
 
-function safe(value: string): string {
+/** A string as a blob-name segment: anything but letters, digits, `.`, `_` and `-` becomes `_`. */
+export function blobNameSafe(value: string): string {
   return value.replace(/[^A-Za-z0-9._-]/g, '_');
 }
 

@@ -1,6 +1,7 @@
 import https from 'node:https';
 import { parseHubHost } from './endpoints';
 import { backoffDelay, sleep } from '../sync/backoff';
+import { isObject } from '../sync/merge';
 import type { DocKey, JsonObject } from '../sync/types';
 
 /**
@@ -262,8 +263,8 @@ export class RestTwinQuery implements TwinQuery {
       throw new TwinQueryError(`twin read answered ${res.status}: ${res.text.slice(0, 300)}`, res.status, parseRetryAfter(res.headers['retry-after']));
     }
     const twin = JSON.parse(res.text) as unknown;
-    if (twin === null || typeof twin !== 'object' || Array.isArray(twin)) throw new TwinQueryError('twin read answered something other than a JSON object', res.status);
-    return twin as JsonObject;
+    if (!isObject(twin)) throw new TwinQueryError('twin read answered something other than a JSON object', res.status);
+    return twin;
   }
 
   /** One request; `timeoutMs` bounds the whole exchange, `signal` (the run's deadline) aborts it. */

@@ -113,11 +113,6 @@ export function createDeadLetterContainer(settings: SyncSettings, credential?: T
   return createBlobContainer(deadLetterStorage(settings), settings.deadLetterContainer, credential);
 }
 
-function lazyTokens(settings: Pick<ReplicaSettings, 'clientId'>, credential?: TokenCredential): () => TokenCache {
-  let cache: TokenCache | undefined;
-  return () => (cache ??= new TokenCache(credential ?? processCredential(settings.clientId)));
-}
-
 function buildEngine(settings: SyncSettings, options: BuildOptions): SyncEngine {
   let store = options.store;
   if (!store) {
@@ -146,13 +141,12 @@ export function buildSyncRuntime(settings: SyncSettings, options: BuildOptions =
 
 /** verifyRepair's runtime: budgets follow the hub's tier (half of its throttles) unless overridden. */
 export function buildVerifyRuntime(settings: VerifySettings, options: BuildOptions = {}): VerifyRuntime {
-  const tokens = lazyTokens(settings, options.credential);
   const client = options.cosmosClient ?? createCosmosClient(settings, options.credential);
   const budget = hubBudgets(settings.hubSku, settings.hubUnits, 0.5);
   const reports = options.reports ?? new BlobReportStore(createBlobContainer(deadLetterStorage(settings), settings.reportsContainer, options.credential));
   return {
     engine: buildEngine(settings, { ...options, cosmosClient: client }),
-    twinQuery: options.twinQuery ?? new RestTwinQuery({ hostName: settings.hub, getToken: tokens().getter(IOTHUB_SCOPE) }),
+    twinQuery: options.twinQuery ?? createTwinQuery({ hostName: settings.hub, credential: options.credential ?? processCredential(settings.clientId) }),
     replica: new CosmosReplicaIndex(client.database(settings.cosmosDatabase).container(settings.cosmosContainer)),
     reports,
     hub: settings.hub,

@@ -111,7 +111,7 @@ class SettingsReader {
     if (raw === undefined) return undefined;
     const r = parseNumber(raw, opts.fractional ? { above: 0 } : { integer: true, min: 1 });
     if ('problem' in r) {
-      this.problems.push(`${name} must be a positive ${opts.fractional ? 'number' : 'integer'}, got ${JSON.stringify(raw)}`);
+      this.problems.push(`${name} ${r.problem}`);
       return undefined;
     }
     return r.value;
