@@ -25,7 +25,7 @@ import { execFile } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { environments, findEnvironment, isAttached, type AttachIotHubConfig, type EnvironmentConfig } from './config.js';
-import { attachedRoutingNames, ROUTED_SOURCES } from './constructs/iot-hub.js';
+import { assignSystemIdentityCommand, attachedRoutingNames, ROUTED_SOURCES } from './constructs/iot-hub.js';
 
 export const HUB_ROUTING_LIMITS = {
   paid: { customEndpoints: 10, routes: 100 },
@@ -77,10 +77,7 @@ export function attachReadiness(hub: HubShowDocument | null | undefined, env: Pi
 
   const identityType = String(hub?.identity?.type ?? 'None');
   if (!/SystemAssigned/i.test(identityType) || !hub?.identity?.principalId) {
-    const sub = env.iotHub.subscriptionId ? ` --subscription ${env.iotHub.subscriptionId}` : '';
-    problems.push(
-      `the hub has no system-assigned identity (identity type ${JSON.stringify(identityType)}): az iot hub identity assign --name ${env.iotHub.name} --resource-group ${env.iotHub.resourceGroupName}${sub} --system-assigned`,
-    );
+    problems.push(`the hub has no system-assigned identity (identity type ${JSON.stringify(identityType)}): ${assignSystemIdentityCommand(env.iotHub)}`);
   }
 
   // Every list under routing.endpoints is a kind of custom endpoint (Event Hubs, Service Bus queues and

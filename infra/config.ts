@@ -346,7 +346,8 @@ function oneOf<T>(problems: string[], path: string, v: unknown, allowed: readonl
 const NCRONTAB = /^(\S+\s+){5}\S+$/;
 const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 const LOCATION = /^[a-z]+[a-z0-9]*$/;
-const GUID = /^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$/i;
+/** An Entra ID object id or a subscription id. */
+export const GUID = /^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$/i;
 
 /** Returns every problem found; an empty list means the configuration is usable. */
 export function configProblems(cfg: EnvironmentConfig): string[] {

@@ -21,7 +21,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { findEnvironment, type EnvironmentConfig } from './config.js';
+import { findEnvironment, GUID, type EnvironmentConfig } from './config.js';
 
 /** Soft-delete window of state blobs and containers, and how long versions of state are worth keeping. */
 export const STATE_SOFT_DELETE_DAYS = 30;
@@ -34,7 +34,6 @@ export interface StateBootstrapOptions {
   readonly prReaderObjectId?: string;
 }
 
-const GUID = /^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$/i;
 
 /** The az commands, as argument vectors (never a shell string): the values are not re-parsed by a shell. */
 export function stateBootstrapCommands(env: EnvironmentConfig, opts: StateBootstrapOptions): string[][] {

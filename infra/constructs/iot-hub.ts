@@ -49,11 +49,16 @@ export function attachedRoutingNames(environment: string) {
 }
 
 /** Plan-time check of the attach prerequisite; its message is what a user sees when it is missing. */
-export function missingSystemIdentityMessage(hub: Pick<AttachIotHubConfig, 'name' | 'resourceGroupName' | 'subscriptionId'>): string {
+/** The one prerequisite command a user runs on an attached hub. */
+export function assignSystemIdentityCommand(hub: Pick<AttachIotHubConfig, 'name' | 'resourceGroupName' | 'subscriptionId'>): string {
   const sub = hub.subscriptionId ? ` --subscription ${hub.subscriptionId}` : '';
+  return `az iot hub identity assign --name ${hub.name} --resource-group ${hub.resourceGroupName}${sub} --system-assigned`;
+}
+
+export function missingSystemIdentityMessage(hub: Pick<AttachIotHubConfig, 'name' | 'resourceGroupName' | 'subscriptionId'>): string {
   return (
     `IoT Hub ${hub.name} has no system-assigned identity, which twin-replica's endpoint uses to send to its Event Hub ` +
-    `(no keys). Turn it on once, then plan again: az iot hub identity assign --name ${hub.name} --resource-group ${hub.resourceGroupName}${sub} --system-assigned ` +
+    `(no keys). Turn it on once, then plan again: ${assignSystemIdentityCommand(hub)} ` +
     '(if another Terraform configuration manages this hub, add "SystemAssigned" to its identity block instead). See docs/attach.md.'
   );
 }
@@ -90,7 +95,6 @@ export function missingSystemIdentityMessage(hub: Pick<AttachIotHubConfig, 'name
  *     with the provider's subscription, whatever the hub id says.
  */
 export class IotHubRouting extends Construct {
-  readonly mode: 'create' | 'attach';
   /** The created hub, or the attached hub read as data: both have `id` and `name`. */
   readonly hub: Iothub | DataAzurermIothub;
   /**
@@ -117,7 +121,6 @@ export class IotHubRouting extends Construct {
     super(scope, id);
     const { config } = props;
     if (isAttached(config)) {
-      this.mode = 'attach';
       this.attachedNames = attachedRoutingNames(props.environment);
       const attached = this.attach(config, props);
       this.hub = attached.hub;
@@ -127,7 +130,6 @@ export class IotHubRouting extends Construct {
       if (config.sku !== undefined) this.tier = { sku: config.sku, units: String(config.capacity ?? 1) };
       this.routes = this.addRoutes(attached.hub.name, config.resourceGroupName, attachedRoutingNames(props.environment).routes, props.hubProvider);
     } else {
-      this.mode = 'create';
       const created = this.create(config, props);
       this.hub = created.hub;
       this.ownedHub = created.hub;
