@@ -18,7 +18,7 @@
 import functionsLib from '@azure/functions';
 import type { InvocationContext as Context } from '@azure/functions';
 import type { Container } from '@azure/cosmos';
-import { BlobDeadLetterSink, DocCache, MemoryDeadLetterSink, MemoryTwinStore, SYNC_RETRY, SyncEngine, applyEvent, buildSyncRuntime, classify, createBlobContainer, createCosmosClient, encodeDocId, makeSyncTwins, readSettings, stripSystemFields, toRawEvents, type DeadLetter, type DeadLetterSink, type SyncSummary, type TwinDoc, type TwinEvent } from '../functions/src/public';
+import { BlobDeadLetterSink, DocCache, MemoryDeadLetterSink, MemoryTwinStore, SYNC_RETRY, SyncEngine, applyEvent, buildSyncRuntime, classify, createBlobContainer, createCosmosClient, encodeDocId, forEachConcurrently, makeSyncTwins, readSettings, stripSystemFields, toRawEvents, type DeadLetter, type DeadLetterSink, type SyncSummary, type TwinDoc, type TwinEvent } from '../functions/src/public';
 import type { Batch, Trigger } from './workload';
 
 // The library is CommonJS built by webpack: Node's ESM loader cannot see its named class exports.
@@ -351,14 +351,9 @@ export class CachedPerEventStrategy extends HandWrittenStrategy {
     }
     const docs = [...byDoc.entries()];
     t.documents += docs.length;
-    let next = 0;
-    const worker = async () => {
-      while (next < docs.length) {
-        const [id, events] = docs[next++];
-        for (const event of events) await this.applyOne(id, event);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.concurrency, docs.length) }, worker));
+    await forEachConcurrently(docs, this.concurrency, async ([id, events]) => {
+      for (const event of events) await this.applyOne(id, event);
+    });
   }
 
   private async applyOne(id: string, event: TwinEvent): Promise<void> {

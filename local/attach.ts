@@ -20,8 +20,6 @@ import { keyId, type SimulatedHub } from './hub';
 import type { DocKey, JsonObject } from '../functions/src/public';
 
 export class SimulatedTwinQuery implements TwinQuery {
-  pages = 0;
-
   constructor(private readonly hub: SimulatedHub, private readonly delayMs = 10) {}
 
   async page(sql: string, continuation: string | undefined, pageSize: number): Promise<TwinQueryPage> {
@@ -37,7 +35,6 @@ export class SimulatedTwinQuery implements TwinQuery {
       .slice(0, pageSize + 1);
     const items = twins.slice(0, pageSize).map(({ t }) => this.hub.renderTwin(t));
     const next = twins.length > pageSize ? Buffer.from(twins[pageSize - 1].id, 'utf8').toString('base64url') : undefined;
-    this.pages++;
     await sleep(this.delayMs);
     return { items, continuation: next };
   }

@@ -7,11 +7,6 @@ import { redrive, type DeadLetterStore, type RedriveFilter, type RedriveReport }
 /** The part of the hub's throttle budgets (see hubBudgets) an operator's tool run takes. */
 export const TOOL_BUDGET_SHARE = 0.75;
 
-/** Page requests per minute: --rate, else three quarters of the tier's query throttle for --units. */
-export function queryBudget(opts: { units?: number; rate?: number; tier?: string }): number {
-  if (opts.rate !== undefined) return opts.rate;
-  return hubBudgets(opts.tier ?? 'S1', opts.units ?? 1, TOOL_BUDGET_SHARE).queriesPerMinute;
-}
 
 export interface ScanFlags {
   pageSize?: number;
@@ -27,10 +22,12 @@ export interface ScanFlags {
 }
 
 function pagerFor(query: TwinQuery, flags: ScanFlags, progress: Progress | undefined, signal: AbortSignal | undefined): QueryPager {
+  // --rate and --read-rate, else three quarters of the tier's throttles for --units.
+  const budget = hubBudgets(flags.tier ?? 'S1', flags.units ?? 1, TOOL_BUDGET_SHARE);
   return new QueryPager(query, {
     ...flags.pager,
-    queriesPerMinute: queryBudget(flags),
-    twinReadsPerSecond: flags.readRate ?? hubBudgets(flags.tier ?? 'S1', flags.units ?? 1, TOOL_BUDGET_SHARE).twinReadsPerSecond,
+    queriesPerMinute: flags.rate ?? budget.queriesPerMinute,
+    twinReadsPerSecond: flags.readRate ?? budget.twinReadsPerSecond,
     signal,
     onWait: (ms, reason) => {
       if (reason !== 'pace') progress?.status(`${reason === 'throttled' ? 'throttled (429)' : 'transient error'}: backing off ${Math.round(ms / 1000)} s`);
