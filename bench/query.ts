@@ -99,11 +99,12 @@ export function estimate(text: string, population: ReturnType<typeof fleet>, doc
   const candidates = served.length ? Math.min(...served.map((c) => twins.filter((t) => evalExpr(t, c) === true).length)) : twins.length;
   const allServed = served.length === conjuncts(ast.where).length;
   const indexOnly = plan.kind === 'count' && allServed;
-  const rows = plan.kind === 'count' ? 1 : plan.kind === 'group' ? (groupBy === 'native' ? evaluate(ast, population).length : matched) : matched;
+  const groups = plan.kind === 'group' ? evaluate(ast, population).length : 0;
+  const rows = plan.kind === 'count' ? 1 : plan.kind === 'group' ? (groupBy === 'native' ? groups : matched) : matched;
   const pages = Math.max(1, Math.ceil(rows / PAGE_ITEMS));
   const ru = QUERY_BASE_RU * pages + INDEX_RU_PER_ENTRY * candidates + (indexOnly ? 0 : LOAD_RU_PER_KB * docKb * candidates);
   // IoT Hub pages a query result by at most 100 items (Microsoft Learn, IoT Hub query language: "Query results pagination").
-  const hubPages = Math.max(1, Math.ceil((plan.kind === 'group' ? evaluate(ast, population).length : plan.kind === 'count' ? 1 : matched) / 100));
+  const hubPages = Math.max(1, Math.ceil((plan.kind === 'group' ? groups : plan.kind === 'count' ? 1 : matched) / 100));
   return { matched, candidates, pages, ru, hubPages };
 }
 

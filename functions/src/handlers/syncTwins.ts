@@ -3,6 +3,7 @@ import type { SyncRuntime } from '../runtime/build';
 import { LAST_RESORT_PREFIX, SUMMARY_PREFIX, TRACE_MESSAGE_LIMIT, type SummaryLineFields } from '../runtime/contracts';
 import type { BatchResult, SyncSummary } from '../sync/engine';
 import type { DeadLetter } from '../sync/ports';
+import { sequenceNumberOf } from '../sync/events';
 import type { RawEvent } from '../sync/types';
 
 /**
@@ -68,7 +69,7 @@ function partitionContextOf(triggerMetadata: Record<string, unknown> | undefined
 
 function firstSequenceOf(events: readonly RawEvent[], triggerMetadata: Record<string, unknown> | undefined): string | undefined {
   const sys = events[0]?.systemProperties;
-  const seq: unknown = sys?.sequenceNumber ?? sys?.['x-opt-sequence-number'] ?? (Array.isArray(triggerMetadata?.sequenceNumberArray) ? (triggerMetadata.sequenceNumberArray as unknown[])[0] : undefined);
+  const seq: unknown = sequenceNumberOf(sys) ?? (Array.isArray(triggerMetadata?.sequenceNumberArray) ? (triggerMetadata.sequenceNumberArray as unknown[])[0] : undefined);
   return typeof seq === 'string' || typeof seq === 'number' || typeof seq === 'bigint' ? String(seq) : undefined;
 }
 

@@ -1,6 +1,6 @@
 import { DocCache } from './cache';
 import { forEachConcurrently } from './concurrency';
-import { classify, type Classified } from './events';
+import { classify, sequenceNumberOf, type Classified } from './events';
 import { decodeDocId, encodeDocId } from './ids';
 import { StoreError, type DeadLetter, type DeadLetterFields, type DeadLetterSink, type StoredDoc, type TwinStore, type WriteOp, type WriteResult } from './ports';
 import { applyEvent, type FoldContext, type Outcome } from './rules';
@@ -414,7 +414,7 @@ export class SyncEngine {
       source: c?.type === 'event' ? c.source : c?.type === 'poison' ? c.source : undefined,
       opType: c?.type === 'event' ? c.opType : typeof props.opType === 'string' ? props.opType : undefined,
       partitionId: ctx.partitionId,
-      sequenceNumber: (sys.sequenceNumber ?? sys['x-opt-sequence-number']) as number | string | undefined,
+      sequenceNumber: sequenceNumberOf(sys) as number | string | undefined,
       offset: (sys.offset ?? sys['x-opt-offset']) as number | string | undefined,
       enqueuedTimeUtc: normalizeTimestamp(sys.enqueuedTimeUtc ?? sys['x-opt-enqueued-time']),
       invocationId: ctx.invocationId,

@@ -135,3 +135,8 @@ export function classify(raw: RawEvent): Classified {
     }
   }
 }
+
+/** The Event Hubs sequence number of an event, from its system properties (either spelling the host uses). */
+export function sequenceNumberOf(sys: Record<string, unknown> | undefined): unknown {
+  return sys?.sequenceNumber ?? sys?.['x-opt-sequence-number'];
+}
